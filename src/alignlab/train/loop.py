@@ -1,0 +1,306 @@
+"""The one training loop every method shares.
+
+A method supplies `loss_fn(model, batch) -> (loss, metrics)`; the loop does the rest:
+data order (seeded, sharded over processes), gradient accumulation, clipping, the LR
+schedule, logging to metrics.jsonl and a progress bar, NaN checks, atomic checkpoints
+and exact resume. Online methods (PPO) call `Trainer.step` on their own minibatches.
+Accelerate sits underneath, so `accelerate launch` gives DDP/FSDP without changes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+
+from alignlab.config import TrainSettings
+from alignlab.errors import TrainingError
+from alignlab.runs import RunDir
+
+LossFn = Callable[[torch.nn.Module, Any], "tuple[torch.Tensor, dict[str, Any]]"]
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    """What a finished `fit` returns: steps done and the last logged metrics."""
+
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch so runs repeat."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _lr_lambda(cfg: TrainSettings, total: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "constant" or total <= 0:
+            return 1.0
+        frac = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+        if cfg.lr_schedule == "linear":
+            return 1.0 - frac
+        if cfg.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * frac))
+        raise TrainingError(f"train.lr_schedule: unknown schedule '{cfg.lr_schedule}'")
+
+    return f
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, torch.Tensor):
+        return float(v.detach().float().mean())
+    return float(v)
+
+
+class Trainer:
+    """Optimiser, schedule, logging and checkpoints around one model."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainSettings,
+        run: RunDir | None = None,
+        total_steps: int = -1,
+        extra_state: dict[str, Stateful] | None = None,
+        accelerator: Accelerator | None = None,
+        save_fn: Callable[[torch.nn.Module, Path], None] | None = None,
+    ):
+        self.cfg = cfg
+        self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
+        self.run = run or RunDir(Path("runs") / "scratch", is_main=self.is_main)
+        self.run.is_main = self.is_main
+        self.total_steps = total_steps
+        self.extra_state = extra_state or {}
+        self.save_fn = save_fn
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise TrainingError("the model has no trainable parameters")
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(cfg, total_steps)
+        )
+        self.step_count = 0
+        self.last_checkpoint: Path | None = None
+
+    # --- process info ---------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    # --- one optimiser step ---------------------------------------------------------
+    def step(self, loss_fn: LossFn, micro_batches: Sequence[Any]) -> dict[str, float]:
+        """Accumulate gradients over `micro_batches`, clip, step; return mean metrics."""
+        self.model.train()
+        sums: dict[str, float] = {}
+        n = len(micro_batches)
+        for i, batch in enumerate(micro_batches):
+            sync = i == n - 1
+            ctx = self.accelerator.no_sync(self.model) if not sync and self.world > 1 else _null()
+            with ctx:
+                loss, metrics = loss_fn(self.model, batch)
+                if not torch.isfinite(loss.detach()).all():
+                    raise TrainingError(
+                        f"loss is {float(loss.detach())} at step {self.step_count + 1}; stopped. "
+                        f"Last good checkpoint: {self.last_checkpoint or 'none yet'}"
+                    )
+                self.accelerator.backward(loss / n)
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / n
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + _to_float(v) / n
+        grad_norm = self.accelerator.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad],
+            self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf"),
+        )
+        if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):
+            raise TrainingError(
+                f"gradient norm is {float(grad_norm)} at step {self.step_count + 1}; stopped. "
+                f"Last good checkpoint: {self.last_checkpoint or 'none yet'}"
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_count += 1
+        if grad_norm is not None:
+            sums["grad_norm"] = float(grad_norm)
+        sums["lr"] = self.scheduler.get_last_lr()[0]
+        return self._reduce(sums)
+
+    def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
+        if self.world == 1:
+            return metrics
+        keys = sorted(metrics)
+        t = torch.tensor([metrics[k] for k in keys], device=self.accelerator.device)
+        t = self.accelerator.reduce(t, reduction="mean")
+        return dict(zip(keys, t.tolist()))
+
+    # --- checkpoints -----------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Trainable parameters only (frozen base weights are reloaded from the source)."""
+        return {
+            n: p.detach().cpu().clone().contiguous()
+            for n, p in self.unwrapped.named_parameters()
+            if p.requires_grad
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        """Write a complete checkpoint atomically (temp folder, then rename)."""
+        self.accelerator.wait_for_everyone()
+        if not self.is_main:
+            return None
+        tmp = self.run.begin_checkpoint(self.step_count)
+        save_file(self.trainable_state(), str(tmp / "trainable.safetensors"))
+        state = {
+            "step": self.step_count,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+            },
+            "extra": {k: v.state_dict() for k, v in self.extra_state.items()},
+        }
+        torch.save(state, tmp / "trainer_state.pt")
+        self.last_checkpoint = self.run.commit_checkpoint(
+            tmp, self.step_count, keep=self.cfg.keep_checkpoints
+        )
+        return self.last_checkpoint
+
+    def resume(self, checkpoint: Path | None = None) -> bool:
+        """Load the latest (or given) checkpoint; False when there is none."""
+        ckpt = checkpoint or self.run.latest_checkpoint()
+        if ckpt is None:
+            return False
+        weights = load_file(str(ckpt / "trainable.safetensors"))
+        missing = self.unwrapped.load_state_dict(weights, strict=False)
+        if missing.unexpected_keys:
+            raise TrainingError(f"{ckpt}: checkpoint has unknown weights {missing.unexpected_keys[:3]}")
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        for k, v in self.extra_state.items():
+            if k in state["extra"]:
+                v.load_state_dict(state["extra"][k])
+        self.step_count = int(state["step"])
+        self.last_checkpoint = ckpt
+        self.run.truncate_metrics(self.step_count)
+        return True
+
+    def save_final(self, out: Path | None = None) -> Path:
+        """Save the trained model in transformers/PEFT format under RUN/final."""
+        out = out or (self.run.path / "final")
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            if self.save_fn is not None:
+                self.save_fn(self.unwrapped, out)
+            else:
+                self.unwrapped.save_pretrained(out, safe_serialization=True)
+        return out
+
+    # --- dataset-driven training -------------------------------------------------------
+    def micro_batch_indices(self, n_examples: int, epoch: int) -> list[list[int]]:
+        """This process's micro-batches for `epoch`: a seeded permutation, sharded by rank."""
+        g = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
+        perm = torch.randperm(n_examples, generator=g).tolist()
+        b, w = self.cfg.batch_size, self.world
+        n_micro = n_examples // (b * w)
+        return [perm[(k * w + self.rank) * b : (k * w + self.rank + 1) * b] for k in range(n_micro)]
+
+    def fit(
+        self,
+        dataset: Sequence[Any],
+        collate: Callable[[list[Any]], Any],
+        loss_fn: LossFn,
+        evaluate: Callable[[], dict[str, float]] | None = None,
+        eval_every: int = 0,
+        resume: bool = True,
+        desc: str = "train",
+    ) -> TrainResult:
+        """Train over `dataset` for cfg.epochs (or cfg.max_steps), resuming if possible."""
+        cfg = self.cfg
+        per_epoch = len(self.micro_batch_indices(len(dataset), 0)) // cfg.grad_accum
+        if per_epoch == 0:
+            raise TrainingError(
+                f"{len(dataset)} examples are fewer than one step needs "
+                f"(batch_size {cfg.batch_size} x grad_accum {cfg.grad_accum} x {self.world} processes)"
+            )
+        total = cfg.max_steps if cfg.max_steps > 0 else per_epoch * cfg.epochs
+        if self.total_steps <= 0:
+            self.total_steps = total
+            self.scheduler.lr_lambdas[0] = _lr_lambda(cfg, total)
+        if resume:
+            self.resume()
+        history: list[dict[str, Any]] = []
+        window: list[dict[str, float]] = []
+        from alignlab.progress import progress_bar
+
+        with progress_bar(desc, total=total, completed=self.step_count, enabled=cfg.progress and self.is_main) as bar:
+            while self.step_count < total:
+                epoch, pos = divmod(self.step_count, per_epoch)
+                micro = self.micro_batch_indices(len(dataset), epoch)
+                start = pos * cfg.grad_accum
+                batches = [
+                    collate([dataset[i] for i in micro[start + j]]) for j in range(cfg.grad_accum)
+                ]
+                metrics = self.step(loss_fn, batches)
+                window.append(metrics)
+                bar.advance(loss=metrics["loss"])
+                if self.step_count % cfg.log_every == 0 or self.step_count == total:
+                    rec = {"step": self.step_count, "epoch": epoch}
+                    rec.update({k: sum(m[k] for m in window) / len(window) for k in window[0]})
+                    window = []
+                    if evaluate is not None and eval_every > 0 and self.step_count % eval_every == 0:
+                        rec.update(evaluate())
+                    self.run.log(rec)
+                    history.append(rec)
+                if cfg.save_every > 0 and self.step_count % cfg.save_every == 0:
+                    self.save_checkpoint()
+        final: dict[str, float] = {}
+        if evaluate is not None:
+            final = evaluate()
+            self.run.log({"step": self.step_count, "final": True, **final})
+        last = history[-1] if history else {}
+        return TrainResult(self.step_count, {**last, **final}, history)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,113 @@
+"""SFT recipe: next-token loss on assistant tokens of chat threads (or prompt/response pairs).
+
+Input JSONL rows: `{"messages": [{role, content}, ...]}` (as `alignlab data export --mode sft`
+writes) or `{"prompt": ..., "response": ...}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignlab.config import ModelSettings, TrainSettings
+from alignlab.data.chat import (
+    Encoded,
+    TruncationStats,
+    as_messages,
+    collate,
+    encode_chat,
+    encode_pair,
+)
+from alignlab.errors import DataError
+from alignlab.logprobs import causal_lm_loss
+from alignlab.models import load_model
+from alignlab.recipe import RunResult, add_recipe_args, config_from_args, default_run_dir
+from alignlab.runs import RunDir
+from alignlab.train.loop import Trainer, seed_everything
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning of a causal LM."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=5e-4, batch_size=16, epochs=1))
+    data: str = ""  # JSONL of {"messages": [...]} or {"prompt", "response"}
+    max_length: int = 256
+    output_dir: str = ""
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file (.gz allowed); a bad line raises DataError with its number."""
+    import gzip
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file not found: {p}")
+    opener = gzip.open if p.suffix == ".gz" else open
+    rows = []
+    with opener(p, "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{p}:{i}: not valid JSON ({e.msg})") from e
+            if not isinstance(row, dict):
+                raise DataError(f"{p}:{i}: each line must be a JSON object")
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{p}: no examples")
+    return rows
+
+
+def encode_sft_rows(tokenizer, rows: list[dict[str, Any]], max_length: int, source: str = "data") -> tuple[list[Encoded], TruncationStats]:
+    """Encode SFT rows; every bad row is an error naming its line."""
+    out, stats = [], TruncationStats()
+    for i, row in enumerate(rows, 1):
+        where = f"{source}:{i}"
+        if "messages" in row:
+            msgs = as_messages(row["messages"], where)
+            if isinstance(msgs, str) or not any(m["role"] == "assistant" for m in msgs):
+                raise DataError(f"{where}: 'messages' needs at least one assistant turn")
+            enc = encode_chat(tokenizer, msgs, max_length)
+        elif "prompt" in row and "response" in row:
+            try:
+                enc = encode_pair(tokenizer, as_messages(row["prompt"], where), row["response"], max_length)
+            except DataError as e:
+                raise DataError(f"{where}: {e}") from e
+        else:
+            raise DataError(f"{where}: needs 'messages' or 'prompt' + 'response' (has {sorted(row)})")
+        if sum(enc.loss_mask) == 0:
+            raise DataError(f"{where}: no response tokens left after truncation to {max_length}")
+        stats.add(i, enc)
+        out.append(enc)
+    return out, stats
+
+
+def run(cfg: SFTConfig) -> RunResult:
+    """Fine-tune cfg.model on cfg.data; returns the run dir and final loss."""
+    seed_everything(cfg.train.seed)
+    run_dir = RunDir(cfg.output_dir or default_run_dir("sft"))
+    model, tok = load_model(cfg.model)
+    examples, stats = encode_sft_rows(tok, read_jsonl(cfg.data), cfg.max_length, cfg.data)
+    trainer = Trainer(model, cfg.train, run_dir)
+    run_dir.save_config(cfg)
+    result = trainer.fit(examples, lambda b: collate(b, tok.pad_token_id), causal_lm_loss, desc="sft")
+    final = trainer.save_final()
+    if trainer.is_main:
+        tok.save_pretrained(final)
+        from alignlab.report import write_report
+
+        write_report(run_dir.path, title="SFT", notes=[stats.report()])
+    return RunResult(run_dir.path, {"loss": result.metrics.get("loss"), "truncated": stats.truncated}, final)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sft", help="Supervised fine-tuning on chat threads or prompt/response pairs")
+    add_recipe_args(p)
+    p.set_defaults(func=lambda a: print(run(config_from_args(SFTConfig, a))) or 0)
