@@ -45,7 +45,11 @@ def progress_bar(desc: str, total: int, completed: int = 0, enabled: bool = True
 
 def summary_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> Table:
     """A rich table of result rows (dicts), numbers printed with 4 significant digits."""
-    columns = list(columns or (rows[0].keys() if rows else []))
+    if columns is None:
+        columns = []
+        for r in rows:
+            columns += [c for c in r if c not in columns]
+    columns = list(columns)
     table = Table(title=title)
     for c in columns:
         table.add_column(str(c))

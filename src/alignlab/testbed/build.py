@@ -193,14 +193,28 @@ def build_model(size_name: str, world: World | None = None, out: Path | None = N
 
 def ensure_testbed(size_name: str = "student", world: World | None = None, progress: bool = True,
                    root: Path | None = None) -> Path:
-    """Path of the cached model of `size_name`, building it on first use."""
+    """Path of the cached model of `size_name`, building it on first use.
+
+    A file lock makes concurrent callers (parallel tests, several processes) wait for one
+    build instead of each building their own copy.
+    """
+    import fcntl
+
     if size_name not in SIZES:
         raise ValueError(f"unknown testbed size '{size_name}'; choose one of {', '.join(SIZES)}")
     world = world or World(WorldConfig())
     dest = (root or cache_root()) / "testbed" / world.fingerprint / f"{size_name}-{_size_hash(world, SIZES[size_name])}"
     if (dest / "build_summary.json").exists():
         return dest
-    return build_model(size_name, world, progress=progress, root=root)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".{size_name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if (dest / "build_summary.json").exists():
+                return dest
+            return build_model(size_name, world, progress=progress, root=root)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def build_summary(path: Path) -> dict[str, Any]:
