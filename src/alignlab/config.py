@@ -142,8 +142,20 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
             raise ConfigError(
                 f"{where}: unknown key '{key}'{hint}; valid keys: {', '.join(sorted(fields))}"
             )
+        if isinstance(value, dict) and _is_dataclass_type(hints[key]):
+            # a partial section overrides the recipe's own defaults for it, not the class's
+            value = _merge(_field_default(fields[key]), value)
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
     return cls(**kwargs)
+
+
+def _field_default(f: dataclasses.Field) -> dict[str, Any]:
+    """The default of a nested-config field as a dict ({} when it has none)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.asdict(f.default_factory())
+    if f.default is not dataclasses.MISSING and dataclasses.is_dataclass(f.default):
+        return dataclasses.asdict(f.default)
+    return {}
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

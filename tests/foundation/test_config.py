@@ -34,3 +34,12 @@ def test_wrong_type_and_missing_file(tmp_path):
         load_config(SFTConfig, tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["train.lr"])
+
+
+def test_partial_section_keeps_recipe_defaults():
+    """`train.progress=false` must not reset the recipe's own train defaults (lr, batch)."""
+    default = SFTConfig().train
+    cfg = load_config(SFTConfig, None, ["train.progress=false"])
+    assert cfg.train.progress is False
+    assert cfg.train.lr == default.lr and cfg.train.batch_size == default.batch_size
+    assert default.lr != TrainSettings().lr  # the recipe default differs from the class default

@@ -1,0 +1,72 @@
+"""A causal LM with a scalar value head on its shared trunk (the PPO actor-critic).
+
+Design choice: the critic shares the policy's transformer (one forward gives both the
+token log-probs and the values), which halves the compute of PPO's update on small models.
+The value head is a linear layer on the last hidden state, initialised at zero so the first
+values are 0 and runs are reproducible without touching the random stream.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from alignlab.logprobs import token_logprobs
+from alignlab.rl.scoring import Packed, response_logits
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+def hidden_size_of(lm: nn.Module) -> int:
+    """Width of the LM's last hidden state (works through PEFT wrappers)."""
+    cfg = getattr(lm, "config", None)
+    for key in ("hidden_size", "n_embd", "d_model"):
+        if cfg is not None and getattr(cfg, key, None):
+            return int(getattr(cfg, key))
+    raise ValueError(f"cannot tell the hidden size of {type(lm).__name__} (no config.hidden_size)")
+
+
+class PolicyWithValue(nn.Module):
+    """`lm` (any HF causal LM, PEFT allowed) plus `value_head`: hidden state → scalar."""
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+        self.value_head = nn.Linear(hidden_size_of(lm), 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, packed: Packed, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(response log-probs [B,R], values [B,R], logits [B,R,V]) for packed sequences.
+
+        The value at response position t is read from the hidden state just before token
+        t, i.e. it is V(prefix) of the state in which token t is chosen.
+        """
+        R = packed.response_ids.shape[1]
+        out = response_logits(self.lm, packed, output_hidden_states=True)
+        logits = out.logits
+        if temperature > 0 and temperature != 1.0:
+            logits = logits / temperature
+        hidden = out.hidden_states[-1][:, -R - 1 : -1]
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
+        logp = token_logprobs(logits, packed.response_ids)
+        mask = packed.response_mask
+        return logp * mask, values * mask, logits
+
+    def save(self, out: str | Path) -> None:
+        """Save the LM (transformers/PEFT format) and the value head beside it."""
+        out = Path(out)
+        self.lm.save_pretrained(out, safe_serialization=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()},
+                  str(out / VALUE_HEAD_FILE))
+
+    def load_value_head(self, folder: str | Path) -> bool:
+        """Load a saved value head from `folder` if it has one; True when loaded."""
+        path = Path(folder) / VALUE_HEAD_FILE
+        if not path.exists():
+            return False
+        self.value_head.load_state_dict(load_file(str(path)))
+        return True

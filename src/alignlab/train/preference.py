@@ -1,0 +1,387 @@
+"""Preference-optimisation recipe (`alignlab prefs`): DPO, IPO or Cal-DPO (SPEC §2).
+
+`loss: dpo | ipo | cal_dpo` picks the method; everything else is shared. The reference is
+`precomputed` (log-probs computed once before training, cached in the run folder, the
+reference freed — the default), a frozen `copy` held in memory, or the base weights with
+the LoRA `adapter` disabled. Logged per step: loss, chosen/rejected implicit rewards (β·h),
+margin, accuracy; held-out the same, before training (step 0) and after.
+
+Speed (`packing: true`, the default for sdpa/eager attention): each pair is laid out once as
+[prompt, chosen, rejected] with a block attention mask, so the shared prompt is computed once
+for both responses, pairs are packed into rows (almost no padding) and the LM head runs only
+from the first scored position on. Otherwise prompts are left-padded and responses
+right-padded so all responses start at one column (`logits_to_keep` trims the head there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from alignlab.config import ModelSettings, TrainSettings
+from alignlab.data.preference import (
+    EncodedPair,
+    collate_pairs,
+    collate_pairs_packed,
+    encode_pairs,
+    read_preferences,
+    split_records,
+)
+from alignlab.errors import ConfigError, DataError
+from alignlab.logprobs import token_logprobs
+from alignlab.losses.preference import CALIBRATION_REDUCTIONS, LOSSES, preference_loss
+from alignlab.models import load_model
+from alignlab.recipe import RunResult, add_recipe_args, config_from_args, default_run_dir
+from alignlab.runs import RunDir
+from alignlab.train.loop import Trainer, seed_everything
+
+REFERENCE_MODES = ("precomputed", "copy", "adapter")
+
+
+@dataclass
+class PrefsConfig:
+    """Preference optimisation (DPO / IPO / Cal-DPO) of a causal LM on chosen/rejected pairs."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    loss: str = "dpo"  # dpo | ipo | cal_dpo
+    beta: float = 0.1
+    calibration_weight: float = 1.0  # Cal-DPO: weight of the squared calibration terms
+    calibration_reduction: str = "example"  # Cal-DPO: example | batch_mean (official script: 0.5 + batch_mean)
+    length_normalize: bool = False  # use mean (not summed) token log-probs in h
+    packing: bool = True  # one [prompt, chosen, rejected] layout per pair, pairs packed in rows (sdpa/eager)
+    reference: str = "precomputed"  # precomputed | copy | adapter
+    reference_model: str = ""  # empty: the policy's starting weights
+    train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=5e-5, batch_size=8, epochs=1))
+    data: str = ""  # JSONL: prompt/chosen/rejected, HH-RLHF dialogues, or the ranking export
+    eval_data: str = ""  # held-out file; empty = split eval_fraction of data by tree/prompt
+    eval_fraction: float = 0.1
+    split_seed: int = 0
+    pairs: str = "all"  # from ranking rows: all | best_vs_rest | best_vs_worst
+    max_length: int = 512
+    max_prompt_length: int = 256
+    truncation: str = "truncate"  # truncate (counted) | error
+    on_bad_row: str = "error"  # error | skip (counted and reported)
+    eval_every: int = 0
+    eval_batch_size: int = 16
+    output_dir: str = ""
+
+
+# --- log-probs of a pair batch -------------------------------------------------------------
+
+
+def _core(model: torch.nn.Module) -> torch.nn.Module:
+    """The model under DDP / PEFT wrappers (for signature checks and adapter switching)."""
+    return getattr(model, "module", model)
+
+
+def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    m = _core(model)
+    if hasattr(m, "get_base_model"):
+        m = m.get_base_model()
+    cached = getattr(m, "_alignlab_ltk", None)
+    if cached is None:
+        cached = "logits_to_keep" in inspect.signature(m.forward).parameters
+        try:
+            m._alignlab_ltk = cached
+        except AttributeError:
+            pass
+    return cached
+
+
+def packing_supported(model: torch.nn.Module) -> bool:
+    """Packed pairs need a custom 4D attention mask: the sdpa and eager attention paths take one."""
+    cfg = getattr(_core(model), "config", None)
+    return getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")
+
+
+def _packed_logps(model: torch.nn.Module, batch: dict[str, Any], length_normalize: bool) -> torch.Tensor:
+    device = next(model.parameters()).device
+    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    allowed = batch["attention_mask"].to(device)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+    width = batch["input_ids"].shape[1]
+    src_col = batch["src_col"].to(device)
+    kwargs: dict[str, Any] = {"input_ids": batch["input_ids"].to(device), "attention_mask": mask,
+                              "position_ids": batch["position_ids"].to(device), "use_cache": False}
+    offset = 0
+    if _accepts_logits_to_keep(model):
+        offset = int(batch["src_col"].min())
+        kwargs["logits_to_keep"] = width - offset  # the LM head runs only from the first scored position on
+    logits = model(**kwargs).logits
+    picked = logits[batch["src_row"].to(device), src_col - offset]  # [tokens, V]
+    lp = token_logprobs(picked[None], batch["target_ids"].to(device)[None])[0]
+    slot = batch["slot"].to(device)
+    n = 2 * batch["n_pairs"]
+    total = torch.zeros(n, dtype=lp.dtype, device=device).index_add(0, slot, lp)
+    if length_normalize:
+        count = torch.zeros(n, dtype=lp.dtype, device=device).index_add(0, slot, torch.ones_like(lp))
+        return total / count.clamp_min(1)
+    return total
+
+
+def pair_logps(model: torch.nn.Module, batch: dict[str, Any], length_normalize: bool = False) -> torch.Tensor:
+    """Summed (or mean) response log-probs [2B] (chosen first) of a `collate_pairs` or
+    `collate_pairs_packed` batch."""
+    if "slot" in batch:
+        return _packed_logps(model, batch, length_normalize)
+    device = next(model.parameters()).device
+    resp = batch["response_ids"].to(device)
+    r = resp.shape[1]
+    kwargs: dict[str, Any] = {
+        "input_ids": batch["input_ids"].to(device),
+        "attention_mask": batch["attention_mask"].to(device),
+        "position_ids": batch["position_ids"].to(device),
+        "use_cache": False,
+    }
+    if _accepts_logits_to_keep(model):
+        kwargs["logits_to_keep"] = r + 1  # positions P-1 … P+R-1: those predicting response tokens (+1 spare)
+    logits = model(**kwargs).logits[:, -(r + 1):-1]
+    mask = batch["response_mask"].to(device).to(torch.float32)
+    total = (token_logprobs(logits, resp) * mask).sum(-1)
+    return total / mask.sum(-1).clamp_min(1) if length_normalize else total
+
+
+def pair_collator(model: torch.nn.Module, pad_id: int, packing: bool = True):
+    """The batch layout for `model`: packed pairs when its attention takes a custom mask."""
+    if packing and packing_supported(model):
+        return lambda items: collate_pairs_packed(items, pad_id)
+    return lambda items: collate_pairs(items, pad_id)
+
+
+@torch.no_grad()
+def _logps_of(model: torch.nn.Module, items: Sequence[EncodedPair], pad_id: int, batch_size: int,
+              length_normalize: bool, disable_adapter: bool = False, packing: bool = True) -> torch.Tensor:
+    """[N, 2] (chosen, rejected) log-probs of `items` in order, no gradient."""
+    core = _core(model)
+    was = core.training
+    core.eval()
+    collate = pair_collator(core, pad_id, packing)
+    out = []
+    for i in range(0, len(items), batch_size):
+        batch = collate(items[i:i + batch_size])
+        if disable_adapter:
+            with core.disable_adapter():
+                lp = pair_logps(core, batch, length_normalize)
+        else:
+            lp = pair_logps(core, batch, length_normalize)
+        out.append(torch.stack(lp.float().cpu().chunk(2), dim=1))
+    core.train(was)
+    return torch.cat(out) if out else torch.zeros(0, 2)
+
+
+def _items_key(items: Sequence[EncodedPair], extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    for e in items:
+        h.update(repr((e.prompt_ids, e.chosen_ids, e.rejected_ids)).encode())
+    return h.hexdigest()[:16]
+
+
+def precompute_reference(model: torch.nn.Module, items: Sequence[EncodedPair], pad_id: int, batch_size: int,
+                         length_normalize: bool, trainer: Trainer | None = None, disable_adapter: bool = False,
+                         cache: Any = None, key: str = "", packing: bool = True) -> None:
+    """Fill `ref_chosen` / `ref_rejected` of every item, once: shards over processes, gathers,
+    and reuses a cache file (`cache`, keyed by data + reference) when it matches."""
+    if cache is not None and cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        if saved.get("key") == key and saved["logps"].shape[0] == len(items):
+            _assign(items, saved["logps"])
+            return
+    world = trainer.world if trainer is not None else 1
+    rank = trainer.rank if trainer is not None else 0
+    mine = list(range(rank, len(items), world))
+    lp = _logps_of(model, [items[i] for i in mine], pad_id, batch_size, length_normalize, disable_adapter, packing)
+    full = torch.zeros(len(items), 2)
+    if world > 1:
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * world
+        dist.all_gather_object(parts, (mine, lp))
+        for idx, vals in parts:
+            full[idx] = vals
+    else:
+        full[mine] = lp
+    _assign(items, full)
+    if cache is not None and (trainer is None or trainer.is_main):
+        tmp = cache.with_name(cache.name + ".tmp")
+        torch.save({"key": key, "logps": full}, tmp)
+        tmp.replace(cache)
+
+
+def _assign(items: Sequence[EncodedPair], logps: torch.Tensor) -> None:
+    for e, (c, r) in zip(items, logps.tolist()):
+        e.ref_chosen, e.ref_rejected = c, r
+
+
+# --- loss and evaluation --------------------------------------------------------------------
+
+
+def make_loss_fn(cfg: PrefsConfig, ref_model: torch.nn.Module | None = None):
+    """loss_fn(model, batch) for the shared loop; reference from the batch, a copy, or the base weights."""
+
+    def reference(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        if "ref_logps" in batch and cfg.reference == "precomputed":
+            return batch["ref_logps"].to(next(model.parameters()).device)
+        with torch.no_grad():
+            if cfg.reference == "adapter":
+                core = _core(model)
+                with core.disable_adapter():
+                    return pair_logps(core, batch, cfg.length_normalize)
+            if ref_model is None:
+                raise ConfigError("reference: no reference model and no precomputed log-probs in the batch")
+            return pair_logps(ref_model, batch, cfg.length_normalize)
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        pol = pair_logps(model, batch, cfg.length_normalize)
+        ref = reference(model, batch).to(pol.dtype)
+        pw, pl = pol.chunk(2)
+        rw, rl = ref.chunk(2)
+        return preference_loss(cfg.loss, pw, pl, rw, rl, cfg.beta, cfg.calibration_weight, cfg.calibration_reduction)
+
+    return loss_fn
+
+
+@torch.no_grad()
+def evaluate_pairs(model: torch.nn.Module | None, items: Sequence[EncodedPair], pad_id: int, cfg: PrefsConfig,
+                   prefix: str = "eval_") -> dict[str, float]:
+    """Held-out loss, implicit-reward accuracy, chosen/rejected rewards and margin (items carry ref
+    log-probs); `model=None` scores the reference itself (h = 0)."""
+    if not items:
+        return {}
+    ref = torch.tensor([[e.ref_chosen, e.ref_rejected] for e in items])
+    pol = ref if model is None else _logps_of(model, items, pad_id, cfg.eval_batch_size, cfg.length_normalize,
+                                              packing=cfg.packing)
+    loss, m = preference_loss(cfg.loss, pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], cfg.beta,
+                              cfg.calibration_weight, cfg.calibration_reduction)
+    out = {f"{prefix}loss": float(loss)}
+    out.update({f"{prefix}{k}": float(v) for k, v in m.items() if not k.startswith("logps")})
+    return out
+
+
+# --- the recipe -----------------------------------------------------------------------------
+
+
+def _check(cfg: PrefsConfig) -> None:
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"loss: '{cfg.loss}' is not one of {list(LOSSES)}")
+    if cfg.reference not in REFERENCE_MODES:
+        raise ConfigError(f"reference: '{cfg.reference}' is not one of {list(REFERENCE_MODES)}")
+    if cfg.reference == "adapter" and not cfg.model.lora.enabled:
+        raise ConfigError("reference: 'adapter' needs model.lora.enabled: true (the base weights are the reference)")
+    if cfg.reference == "adapter" and cfg.reference_model:
+        raise ConfigError("reference: 'adapter' uses the base weights; leave reference_model empty")
+    if cfg.calibration_reduction not in CALIBRATION_REDUCTIONS:
+        raise ConfigError(f"calibration_reduction: '{cfg.calibration_reduction}' is not one of {list(CALIBRATION_REDUCTIONS)}")
+    if cfg.beta <= 0:
+        raise ConfigError(f"beta must be > 0, got {cfg.beta}")
+    if not cfg.data:
+        raise ConfigError("data: give a JSONL file of preference pairs or ranking examples")
+    if not cfg.eval_data and not 0.0 <= cfg.eval_fraction < 1.0:
+        raise ConfigError(f"eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
+
+
+def _reward_figure(run_dir: RunDir, title: str) -> Any:
+    from alignlab.plots import line_plot
+
+    recs = [r for r in run_dir.metrics() if "chosen_reward" in r and r.get("step", 0) > 0]
+    if not recs:
+        return None
+    steps = [r["step"] for r in recs]
+    return line_plot({"chosen reward (β·h_w)": (steps, [r["chosen_reward"] for r in recs]),
+                      "rejected reward (β·h_l)": (steps, [r["rejected_reward"] for r in recs])},
+                     run_dir.path / "implicit_rewards.png", title=title, ylabel="implicit reward", hline=0.0)
+
+
+def run(cfg: PrefsConfig) -> RunResult:
+    """Train with DPO / IPO / Cal-DPO; returns the run, held-out metrics before/after and time per step."""
+    _check(cfg)
+    seed_everything(cfg.train.seed)
+    run_dir = RunDir(cfg.output_dir or default_run_dir(cfg.loss))
+    model, tok = load_model(cfg.model)
+    pairs, read_report = read_preferences(cfg.data, cfg.on_bad_row, cfg.pairs)
+    if cfg.eval_data:
+        train_recs, (eval_recs, _) = pairs, read_preferences(cfg.eval_data, cfg.on_bad_row, cfg.pairs)
+    else:
+        train_recs, eval_recs = split_records(pairs, cfg.eval_fraction, cfg.split_seed)
+    if not train_recs:
+        raise DataError(f"{cfg.data}: no training pairs left after the validation split")
+    train_items, stats = encode_pairs(tok, train_recs, cfg.max_length, cfg.max_prompt_length, cfg.truncation)
+    eval_items, eval_stats = encode_pairs(tok, eval_recs, cfg.max_length, cfg.max_prompt_length, cfg.truncation)
+    trainer = Trainer(model, cfg.train, run_dir)
+    run_dir.save_config(cfg)
+    pad = tok.pad_token_id
+    device = trainer.accelerator.device
+
+    # The reference: a separate model (copy / reference_model), or the starting policy itself.
+    ref_model = None
+    if cfg.reference == "copy" or cfg.reference_model:
+        ref_name = cfg.reference_model or cfg.model.name_or_path
+        ref_model, _ = load_model(ModelSettings(name_or_path=ref_name, dtype=cfg.model.dtype), trainable=False)
+        ref_model.to(device)
+    ref_for_pre = ref_model if ref_model is not None else trainer.unwrapped
+    lora_base = ref_model is None and cfg.model.lora.enabled
+    key_extra = f"{cfg.reference_model or cfg.model.name_or_path}|{cfg.length_normalize}|{cfg.max_length}"
+    if cfg.reference == "precomputed":
+        precompute_reference(ref_for_pre, train_items, pad, cfg.eval_batch_size, cfg.length_normalize, trainer,
+                             lora_base, run_dir.path / "reference_logps.pt", _items_key(train_items, key_extra),
+                             cfg.packing)
+    precompute_reference(ref_for_pre, eval_items, pad, cfg.eval_batch_size, cfg.length_normalize, trainer,
+                         lora_base, run_dir.path / "reference_logps_eval.pt", _items_key(eval_items, key_extra),
+                         cfg.packing)
+    if cfg.reference == "precomputed" and ref_model is not None:
+        ref_model = None  # computed once; the reference leaves memory
+
+    eval_seconds = [0.0]
+
+    def evaluate() -> dict[str, float]:
+        t = time.time()
+        out = evaluate_pairs(trainer.unwrapped, eval_items, pad, cfg)
+        eval_seconds[0] += time.time() - t
+        return out
+
+    # Before training the policy *is* the reference (same weights; LoRA starts as the identity),
+    # so h = 0 exactly: score the held-out set with the reference log-probs instead of a second pass.
+    before = evaluate() if cfg.reference_model else evaluate_pairs(None, eval_items, pad, cfg)
+    eval_seconds[0] = 0.0
+    ref_pref = (sum(1.0 if e.ref_chosen > e.ref_rejected else 0.0 for e in eval_items) / len(eval_items)
+                if eval_items else None)
+    if run_dir.latest_checkpoint() is None:
+        run_dir.log({"step": 0, **before, **({"eval_ref_likelihood_accuracy": ref_pref} if ref_pref is not None else {})})
+    t0 = time.time()
+    result = trainer.fit(train_items, pair_collator(trainer.unwrapped, pad, cfg.packing), make_loss_fn(cfg, ref_model),
+                         evaluate=evaluate, eval_every=cfg.eval_every, desc=cfg.loss)
+    seconds = time.time() - t0 - eval_seconds[0]  # training steps only
+    final = trainer.save_final()
+    metrics: dict[str, Any] = {
+        "loss": result.metrics.get("loss"), "train_pairs": len(train_items), "eval_pairs": len(eval_items),
+        "seconds_per_step": seconds / max(1, result.steps), "skipped_rows": len(read_report.skipped),
+        "truncated": stats.prompt_truncated + stats.response_truncated,
+        "eval_accuracy_before": before.get("eval_accuracy"), "eval_ref_likelihood_accuracy": ref_pref,
+    }
+    for k in ("chosen_reward", "rejected_reward", "margin", "accuracy"):
+        metrics[k] = result.metrics.get(k)
+    metrics.update({k: v for k, v in result.metrics.items() if k.startswith("eval_")})
+    if trainer.is_main:
+        tok.save_pretrained(final)
+        from alignlab.report import write_report
+
+        fig = _reward_figure(run_dir, f"{cfg.loss}: implicit rewards over training")
+        notes = [f"loss={cfg.loss} beta={cfg.beta} reference={cfg.reference}", f"data: {read_report.summary()}",
+                 f"train: {stats.report()}", f"eval: {eval_stats.report()}"]
+        write_report(run_dir.path, title=f"Preference optimisation ({cfg.loss})", notes=notes,
+                     figures=[fig] if fig else [],
+                     tables={"Summary": [{k: v for k, v in metrics.items() if v is not None}]},
+                     curve_keys=("loss", "accuracy"))
+    return RunResult(run_dir.path, metrics, final)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prefs", help="Preference optimisation: loss=dpo | ipo | cal_dpo (DPO, IPO, Cal-DPO)")
+    add_recipe_args(p)
+    p.set_defaults(func=lambda a: print(run(config_from_args(PrefsConfig, a))) or 0)

@@ -1,0 +1,157 @@
+"""Reward-model recipe (`alignlab rm`): a scalar head trained on ranking examples (SPEC §1).
+
+Input: the ranking export `{"prompt", "replies" (best-first), "ranks"}` or preference pairs
+(see alignlab.data.preference). Loss per ranking example: mean over its pairs of
+`−log σ(s_i − s_j) + 0.001·0.5 (s_i² + s_j²)`. Held-out metrics: pairwise accuracy and
+Kendall τ. The result is a `transformers` sequence-classification model (or a LoRA
+adapter) that `alignlab.models.reward.RewardModel.load` turns into a reward function.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from alignlab.config import ModelSettings, TrainSettings
+from alignlab.data.preference import (
+    EncodedRanking,
+    collate_rankings,
+    encode_rankings,
+    read_rankings,
+    split_records,
+)
+from alignlab.errors import ConfigError, DataError
+from alignlab.eval.preference import mean_kendall_tau, ranking_accuracy
+from alignlab.losses.preference import reward_ranking_loss
+from alignlab.models.reward import load_reward_model, reward_scores
+from alignlab.recipe import RunResult, add_recipe_args, config_from_args, default_run_dir
+from alignlab.runs import RunDir
+from alignlab.train.loop import Trainer, seed_everything
+
+
+@dataclass
+class RewardConfig:
+    """Train a scalar-head reward model on ranking examples or preference pairs."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=1e-4, batch_size=8, epochs=1))
+    data: str = ""  # JSONL: ranking export rows or prompt/chosen/rejected pairs
+    eval_data: str = ""  # held-out file; empty = split eval_fraction of data by tree/prompt
+    eval_fraction: float = 0.1
+    split_seed: int = 0
+    max_length: int = 256
+    score_penalty: float = 0.001  # λ of the SPEC's 0.5·λ·(s_i² + s_j²) term
+    truncation: str = "truncate"  # truncate (counted, keeps the sequence end) | error
+    on_bad_row: str = "error"  # error | skip (counted and reported)
+    eval_every: int = 0  # optimiser steps between held-out evaluations (0 = only at the end)
+    eval_batch_size: int = 32
+    output_dir: str = ""
+
+
+def _device_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def make_loss_fn(penalty: float):
+    """loss_fn(model, batch) for the shared loop: ranking loss + in-batch pair accuracy."""
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        batch = _device_batch(batch, next(model.parameters()).device)
+        scores = reward_scores(model, batch["input_ids"], batch["attention_mask"])
+        loss, _ = reward_ranking_loss(scores, batch["group_sizes"], batch["ranks"], penalty)
+        groups = _split(scores.detach().tolist(), batch["group_sizes"])
+        return loss, {"accuracy": ranking_accuracy(groups, batch["ranks"]), "score_mean": scores.detach().mean()}
+
+    return loss_fn
+
+
+def _split(flat: list[float], sizes: list[int]) -> list[list[float]]:
+    out, i = [], 0
+    for n in sizes:
+        out.append(flat[i:i + n])
+        i += n
+    return out
+
+
+@torch.no_grad()
+def score_rankings(model: torch.nn.Module, items: list[EncodedRanking], pad_id: int, batch_size: int = 32) -> list[list[float]]:
+    """Scores of every reply of every ranking example, grouped per example."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[list[float]] = []
+    for i in range(0, len(items), batch_size):
+        batch = collate_rankings(items[i:i + batch_size], pad_id)
+        s = reward_scores(model, batch["input_ids"].to(device), batch["attention_mask"].to(device)).tolist()
+        out.extend(_split(s, batch["group_sizes"]))
+    model.train(was)
+    return out
+
+
+def evaluate_rankings(model: torch.nn.Module, items: list[EncodedRanking], pad_id: int, batch_size: int = 32,
+                      prefix: str = "eval_") -> dict[str, float]:
+    """Held-out pairwise accuracy and mean Kendall τ of a reward model."""
+    scores = score_rankings(model, items, pad_id, batch_size)
+    ranks = [e.ranks for e in items]
+    return {f"{prefix}pairwise_accuracy": ranking_accuracy(scores, ranks),
+            f"{prefix}kendall_tau": mean_kendall_tau(scores, ranks)}
+
+
+def _check(cfg: RewardConfig) -> None:
+    if not cfg.data:
+        raise ConfigError("data: give a JSONL file of ranking examples or preference pairs")
+    if not cfg.eval_data and not 0.0 <= cfg.eval_fraction < 1.0:
+        raise ConfigError(f"eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
+    if cfg.score_penalty < 0:
+        raise ConfigError(f"score_penalty must be >= 0, got {cfg.score_penalty}")
+
+
+def run(cfg: RewardConfig) -> RunResult:
+    """Train a reward model; returns its folder and held-out accuracy / Kendall τ."""
+    _check(cfg)
+    seed_everything(cfg.train.seed)
+    run_dir = RunDir(cfg.output_dir or default_run_dir("rm"))
+    model, tok = load_reward_model(cfg.model, trainable=True)
+    records, read_report = read_rankings(cfg.data, cfg.on_bad_row)
+    if cfg.eval_data:
+        train_recs, (eval_recs, _) = records, read_rankings(cfg.eval_data, cfg.on_bad_row)
+    else:
+        train_recs, eval_recs = split_records(records, cfg.eval_fraction, cfg.split_seed)
+    if not train_recs:
+        raise DataError(f"{cfg.data}: no training examples left after the validation split")
+    train_items, stats = encode_rankings(tok, train_recs, cfg.max_length, cfg.truncation)
+    eval_items, eval_stats = encode_rankings(tok, eval_recs, cfg.max_length, cfg.truncation)
+    trainer = Trainer(model, cfg.train, run_dir)
+    run_dir.save_config(cfg)
+    pad = tok.pad_token_id
+
+    def evaluate() -> dict[str, float]:
+        return evaluate_rankings(trainer.unwrapped, eval_items, pad, cfg.eval_batch_size) if eval_items else {}
+
+    result = trainer.fit(train_items, lambda b: collate_rankings(b, pad), make_loss_fn(cfg.score_penalty),
+                         evaluate=evaluate, eval_every=cfg.eval_every, desc="rm")
+    final = trainer.save_final()
+    metrics = {"loss": result.metrics.get("loss"), "train_examples": len(train_items),
+               "eval_examples": len(eval_items), "truncated": stats.prompt_truncated + eval_stats.prompt_truncated,
+               "skipped_rows": len(read_report.skipped)}
+    metrics.update({k: v for k, v in result.metrics.items() if k.startswith("eval_")})
+    if trainer.is_main:
+        tok.save_pretrained(final)
+        from alignlab.report import write_report
+
+        notes = [f"data: {read_report.summary()}", f"train: {stats.report()}", f"eval: {eval_stats.report()}",
+                 f"Reward model saved to {final} (AutoModelForSequenceClassification, num_labels=1"
+                 f"{', LoRA adapter' if cfg.model.lora.enabled else ''})."]
+        write_report(run_dir.path, title="Reward model", notes=notes,
+                     tables={"Held-out": [{k: v for k, v in metrics.items() if v is not None}]},
+                     curve_keys=("loss", "accuracy", "eval_pairwise_accuracy"))
+    return RunResult(run_dir.path, metrics, final)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rm", help="Train a scalar-head reward model on ranking examples / preference pairs")
+    add_recipe_args(p)
+    p.set_defaults(func=lambda a: print(run(config_from_args(RewardConfig, a))) or 0)
