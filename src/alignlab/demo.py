@@ -50,13 +50,20 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False, seed: int =
         results.append(res)
     rows = [dict(r, seconds=round(res.seconds, 1)) if i == 0 else r
             for res in results for i, r in enumerate(res.rows)]
-    print_table("alignlab demo — testbed results", rows)
+    print_table("alignlab demo — testbed results", [_compact(r) for r in rows])
     figs = [f for res in results for f in res.figures]
     notes = [n for res in results for n in res.notes]
     notes.append(f"Total time {time.time() - t_all:.0f} s.")
     report = write_report(out, "alignlab demo", notes=notes, figures=figs, tables={"Summary": rows}, curve_keys=())
     console.print(f"report: {report}")
     return results
+
+
+def _compact(row: dict) -> dict:
+    """stage | method | 'metric=value, ...' — one readable line per row on any terminal."""
+    rest = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in row.items() if k not in ("stage", "method") and v not in ("", None))
+    return {"stage": row.get("stage", ""), "method": row.get("method", ""), "results": rest}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -19,6 +19,7 @@ def _losses(run_dir: Path) -> list[float]:
     return [r["loss"] for r in recs if "loss" in r]
 
 
+@pytest.mark.slow  # ~50 s of CPU: two fresh processes import torch + transformers
 @pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
                     reason="accelerate CLI not installed beside this python")
 def test_two_processes_match_one_with_double_batch(tiny_dir, ranking_file, tmp_path):

@@ -185,15 +185,17 @@ def tokenize_pairs(tokenizer, prompts: Sequence, responses: Sequence[str], setti
             first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
             last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
             head, tail = [t for t in (first,) if t is not None], [t for t in (last,) if t is not None]
-            ids = ids[-(settings.max_length - len(head) - len(tail)):]
-            if not ids:
-                raise DataError(f"row {i}: prompt and response are both empty")
-            out.append(head + list(ids) + tail)
+            ids = ids[-(settings.max_length - len(head) - len(tail)):] if ids else []
+            if not (head or ids or tail):
+                raise DataError(f"row {i}: nothing to embed (empty text and no special tokens)")
+            out.append(head + list(ids) + tail)  # an empty text is just [CLS] [SEP]
             continue
         else:
             ids = tokenizer(str(p))["input_ids"] + tokenizer(r, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise DataError(f"row {i}: prompt and response are both empty")
+        if not ids:  # an empty text is embedded as the end-of-text token
+            if tokenizer.eos_token_id is None:
+                raise DataError(f"row {i}: prompt and response are both empty")
+            ids = [tokenizer.eos_token_id]
         out.append(list(ids[-settings.max_length:]))
     return out
 
