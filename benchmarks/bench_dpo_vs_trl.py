@@ -230,10 +230,12 @@ def main() -> None:
         med = {s: {k: statistics.median(x[k] for x in v) for k in ("seconds", "peak_rss_mb", "rss_before_mb")}
                for s, v in runs.items()}
         ours, trl = med["alignlab"], med["trl"]
+        # runs of one repetition are adjacent in time (similar machine load): their ratio is the fairest
+        paired = statistics.median(t["seconds"] / o["seconds"] for o, t in zip(runs["alignlab"], runs["trl"]))
         params = made[name][1]
         table.append({
             "model": name, "params": params, "ours_pairs_s": a.steps * a.batch / ours["seconds"],
-            "trl_pairs_s": a.steps * a.batch / trl["seconds"], "speedup": trl["seconds"] / ours["seconds"],
+            "trl_pairs_s": a.steps * a.batch / trl["seconds"], "speedup": paired,
             "ours_peak_mb": ours["peak_rss_mb"], "trl_peak_mb": trl["peak_rss_mb"],
             "ours_rise_mb": ours["peak_rss_mb"] - ours["rss_before_mb"],
             "trl_rise_mb": trl["peak_rss_mb"] - trl["rss_before_mb"],
@@ -260,6 +262,9 @@ def write_results(path: Path, table: list[dict], a: argparse.Namespace, n_pairs:
         f"checkpointing; data: {n_pairs} pairs from the testbed ranking export. torch {torch.__version__}, "
         f"transformers {transformers.__version__}, TRL {trl.__version__}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs. Median of {a.reps} interleaved runs per side.", "",
+        "Speed-up = median over repetitions of (TRL time / alignlab time) of the two adjacent runs. "
+        "Peak RSS = whole process (model, reference copy, libraries); rise = peak during training minus RSS "
+        "just before it.", "",
         "| model (params) | alignlab pairs/s | TRL pairs/s | speed-up | alignlab peak RSS MB (rise) | TRL peak RSS MB (rise) |",
         "|---|---|---|---|---|---|",
     ]

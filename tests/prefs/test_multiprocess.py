@@ -25,10 +25,11 @@ def _losses(run_dir: Path) -> list[float]:
 def test_two_processes_match_one_with_double_batch(tiny_dir, ranking_file, tmp_path):
     data = tmp_path / "small.jsonl"
     data.write_text("".join(ranking_file.read_text().splitlines(keepends=True)[:32]))
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     launcher = str(Path(sys.executable).parent / "accelerate")
-    # On a machine without GPUs, --multi_gpu only selects the torch.distributed launcher;
-    # ACCELERATE_USE_CPU=1 makes each process use the gloo backend on CPU.
+    # On a machine without GPUs, --multi_gpu only selects the torch.distributed launcher; the
+    # Trainer's Accelerator sees no GPU and joins the processes over gloo on CPU.
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
            str(HERE / "mp_prefs_run.py"), str(tiny_dir), str(data), str(tmp_path / "two"), "4"]

@@ -56,8 +56,8 @@ def _measure(score: np.ndarray, pool: Pool, test_rows: np.ndarray, k: int, seed:
 def run(ctx: DemoContext) -> StageResult:
     stage_dir = ctx.out_dir / "embedding_rm"
     stage_dir.mkdir(parents=True, exist_ok=True)
-    n_train, n_test, k = (16, 8, 8) if ctx.quick else (64, 32, 32)
-    n_pairs, members = (600, 3) if ctx.quick else (4000, 4)
+    n_train, n_test, k = (16, 8, 8) if ctx.quick else (128, 32, 32)
+    n_pairs, members = (600, 3) if ctx.quick else (10000, 4)
     model, tok = load_model(ctx.base_model, trainable=False)
     prompts = ctx.world.review_prompts(n_train + n_test, seed=ctx.seed)
     pool = sample_pool(model, tok, prompts, k, sentiment_reward, max_new_tokens=12 if ctx.quick else 16, seed=ctx.seed)

@@ -71,7 +71,7 @@ def run(ctx: DemoContext) -> StageResult:
     train_rows, val_rows = split_by_tree(export_rm(trees), 0.15, seed=ctx.seed)
     q = ctx.quick
     if q:  # smoke-test sizes
-        train_rows, val_rows = train_rows[:200], val_rows[:40]
+        train_rows, val_rows = train_rows[:120], val_rows[:24]
     train_path, val_path = stage_dir / "rm_train.jsonl", stage_dir / "rm_val.jsonl"
     _write(train_path, train_rows)
     _write(val_path, val_rows)
@@ -81,7 +81,7 @@ def run(ctx: DemoContext) -> StageResult:
     # 1. reward model on the ranking examples
     rm_cfg = reward.RewardConfig(
         model=ModelSettings(name_or_path=start),
-        train=TrainSettings(lr=1e-3, batch_size=16, max_steps=10 if q else 50, log_every=5, save_every=0,
+        train=TrainSettings(lr=1e-3, batch_size=16, max_steps=6 if q else 50, log_every=5, save_every=0,
                             seed=ctx.seed, progress=not q),
         data=str(train_path), eval_data=str(val_path), max_length=128, output_dir=str(stage_dir / "rm"))
     rm_res = reward.run(rm_cfg)
@@ -96,7 +96,7 @@ def run(ctx: DemoContext) -> StageResult:
     for loss in METHODS:
         cfg = preference.PrefsConfig(
             model=ModelSettings(name_or_path=start), loss=loss, beta=0.1,
-            train=TrainSettings(lr=5e-4, batch_size=16, max_steps=10 if q else 40, log_every=2, save_every=0,
+            train=TrainSettings(lr=5e-4, batch_size=16, max_steps=6 if q else 40, log_every=2, save_every=0,
                                 seed=ctx.seed, progress=not q),
             data=str(train_path), eval_data=str(pairs_val_path), max_length=128, max_prompt_length=64,
             reference="copy",  # runs shorter than an epoch: scoring only the batches used is cheaper
@@ -105,7 +105,7 @@ def run(ctx: DemoContext) -> StageResult:
         runs[loss] = results[loss].run_dir
 
     # 3. sampled answers to held-out questions, scored by the gold reward, several seeds
-    prompts = chat_prompts(ctx, 16 if q else 64)
+    prompts = chat_prompts(ctx, 12 if q else 64)
     seeds = [ctx.seed] if q else [ctx.seed + i for i in range(3)]
     gold: dict[str, list[float]] = {"sft": [], **{k: [] for k in METHODS}}
     nll: dict[str, list[float]] = {"sft": [], **{k: [] for k in METHODS}}

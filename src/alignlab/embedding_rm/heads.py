@@ -94,16 +94,16 @@ class StackedMLP(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Every head scores the same rows: [B, D] → [M, B] (one GEMM for all first layers)."""
-        h = torch.relu(x @ self.w1.reshape(self.dim, -1) + self.b1.reshape(-1))
+        h = torch.addmm(self.b1.reshape(-1), x, self.w1.reshape(self.dim, -1)).relu_()  # bias + ReLU fused
         h = h.reshape(x.shape[0], self.n_heads, -1).transpose(0, 1)
         return self._tail(h)
 
     def forward_per_head(self, x: torch.Tensor) -> torch.Tensor:
         """Each head scores its own rows: [M, B, D] → [M, B]."""
-        return self._tail(torch.relu(torch.baddbmm(self.b1.unsqueeze(1), x, self.w1.permute(1, 0, 2))))
+        return self._tail(torch.baddbmm(self.b1.unsqueeze(1), x, self.w1.permute(1, 0, 2)).relu_())
 
     def _tail(self, h: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(torch.baddbmm(self.b2, h, self.w2))
+        h = torch.baddbmm(self.b2, h, self.w2).relu_()
         return torch.baddbmm(self.b3, h, self.w3).squeeze(-1)
 
 
@@ -219,7 +219,8 @@ def _train_mlp(data: PairData, n_heads: int, objective: str, s: MLPSettings, wei
     mean, std = _standardizer(data.emb)
     x = torch.from_numpy((np.asarray(data.emb, dtype=np.float32) - mean) / std)
     net = StackedMLP(n_heads, data.dim, tuple(s.hidden), seed=s.seed)
-    opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    # fused Adam: one kernel per step instead of ~10 elementwise passes over 13M parameters
+    opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay, fused=True)
     left, right = torch.from_numpy(data.left), torch.from_numpy(data.right)
     label, w_all = torch.from_numpy(data.label), torch.from_numpy(weights)
     n, bs = len(data), min(s.batch_size, len(data))

@@ -71,6 +71,13 @@ def _to_float(v: Any) -> float:
     return float(v)
 
 
+def no_accelerator() -> bool:
+    """True on a machine with neither CUDA nor MPS: the Accelerator then runs on CPU and, under
+    `accelerate launch --multi_gpu`, joins the other processes over gloo (no ACCELERATE_USE_CPU needed)."""
+    mps = getattr(torch.backends, "mps", None)
+    return not torch.cuda.is_available() and not (mps is not None and mps.is_available())
+
+
 class Trainer:
     """Optimiser, schedule, logging and checkpoints around one model."""
 
@@ -85,7 +92,7 @@ class Trainer:
         save_fn: Callable[[torch.nn.Module, Path], None] | None = None,
     ):
         self.cfg = cfg
-        self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
+        self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, cpu=no_accelerator())
         self.run = run or RunDir(Path("runs") / "scratch", is_main=self.is_main)
         self.run.is_main = self.is_main
         self.total_steps = total_steps
