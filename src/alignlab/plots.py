@@ -13,6 +13,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write as PNG (creating the folder) and free the figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def line_plot(series: Series, path: str | Path, title: str = "", xlabel: str = "step",
               ylabel: str = "", markers: bool = False, hline: float | None = None) -> Path:
     """One line per named (xs, ys) series, saved as PNG."""
@@ -27,12 +37,7 @@ def line_plot(series: Series, path: str | Path, title: str = "", xlabel: str = "
     if len(series) > 1:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def metric_curves(records: Sequence[Mapping], keys: Sequence[str], path: str | Path, title: str = "") -> Path | None:

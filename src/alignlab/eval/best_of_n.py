@@ -109,7 +109,7 @@ def pairwise_accuracy(score_a: np.ndarray, score_b: np.ndarray, label: np.ndarra
 
 def plot_bon(curves: Mapping[str, BoNCurve], path: str | Path, title: str = "best-of-N under the gold reward") -> Path:
     """Overlay best-of-N curves (mean ± std band) of several methods on a log-N axis."""
-    from alignlab.plots import plt
+    from alignlab.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
     for name, c in curves.items():
@@ -122,9 +122,4 @@ def plot_bon(curves: Mapping[str, BoNCurve], path: str | Path, title: str = "bes
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

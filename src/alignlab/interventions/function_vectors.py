@@ -14,7 +14,6 @@ single-token forward on a cached prefix.
 from __future__ import annotations
 
 import copy
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from alignlab.errors import ConfigError, DataError
+from alignlab.errors import DataError
+from alignlab.interventions.artifacts import load_artifact, save_artifact
 from alignlab.interventions.hooks import (
     Hooks,
     Site,
@@ -183,25 +183,13 @@ class FunctionVector:
 
     def save(self, path: str | Path) -> Path:
         """Save as <path>/function_vector.safetensors + .json."""
-        from safetensors.torch import save_file
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        save_file({"vector": self.vector.contiguous(), "effects": self.effects.contiguous()},
-                  str(out / "function_vector.safetensors"))
-        (out / "function_vector.json").write_text(json.dumps({"heads": self.heads, "meta": self.meta}, indent=2))
-        return out
+        return save_artifact(path, "function_vector", {"vector": self.vector, "effects": self.effects},
+                             {"heads": self.heads, "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> FunctionVector:
         """Load a vector saved by `save`."""
-        from safetensors.torch import load_file
-
-        p = Path(path)
-        if not (p / "function_vector.safetensors").is_file():
-            raise ConfigError(f"{p}: not a saved function vector")
-        t = load_file(str(p / "function_vector.safetensors"))
-        info = json.loads((p / "function_vector.json").read_text())
+        t, info = load_artifact(path, "function_vector", "function vector")
         return cls(t["vector"], [tuple(h) for h in info["heads"]], t["effects"], info.get("meta", {}))
 
 

@@ -124,10 +124,7 @@ def next_token_evaluator(model, tokenizer, steer: Callable[[], object], answers:
 
 def plot_limits(rows: Sequence[dict], path: str | Path, title: str = "steering success by condition") -> Path:
     """Grouped bars: unsteered vs steered score per condition."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from alignlab.plots import plt, save_figure
 
     names = [r["condition"] for r in rows]
     xs = range(len(rows))
@@ -139,9 +136,4 @@ def plot_limits(rows: Sequence[dict], path: str | Path, title: str = "steering s
     ax.set_title(title)
     ax.axhline(0, color="grey", lw=0.8)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -18,7 +18,6 @@ unedited activation and z clamped to [1e-30, 1].
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from alignlab.errors import ConfigError, DataError
+from alignlab.interventions.artifacts import load_artifact, save_artifact
 from alignlab.interventions.hooks import Hooks, Positions, Site, check_site, last_token_activations
 
 FEATURE_MAPS = ("none", "tanh", "elu", "sqexp")
@@ -195,32 +195,20 @@ class SEAEditor:
 
     def save(self, path: str | Path) -> Path:
         """Save as <path>/sea.safetensors + sea.json."""
-        from safetensors.torch import save_file
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
         tensors = {}
         for site, e in self.edits.items():
-            tensors[f"{site}.matrix"] = e.matrix.contiguous()
-            tensors[f"{site}.scale"] = e.scale.contiguous()
+            tensors[f"{site}.matrix"] = e.matrix
+            tensors[f"{site}.scale"] = e.scale
             if e.mean is not None:
-                tensors[f"{site}.mean"] = e.mean.contiguous()
-        save_file(tensors, str(out / "sea.safetensors"))
+                tensors[f"{site}.mean"] = e.mean
         info = {"feature": self.feature, "k_pos": self.k_pos, "k_neg": self.k_neg, "meta": self.meta,
                 "sites": {str(s): {"k_pos": e.k_pos, "k_neg": e.k_neg} for s, e in self.edits.items()}}
-        (out / "sea.json").write_text(json.dumps(info, indent=2))
-        return out
+        return save_artifact(path, "sea", tensors, info)
 
     @classmethod
     def load(cls, path: str | Path) -> SEAEditor:
         """Load an editor saved by `save`."""
-        from safetensors.torch import load_file
-
-        p = Path(path)
-        if not (p / "sea.json").is_file() or not (p / "sea.safetensors").is_file():
-            raise ConfigError(f"{p}: not a saved SEA editor (needs sea.json and sea.safetensors)")
-        info = json.loads((p / "sea.json").read_text())
-        tensors = load_file(str(p / "sea.safetensors"))
+        tensors, info = load_artifact(path, "sea", "SEA editor")
         edits = {}
         for name, ks in info["sites"].items():
             edits[Site.parse(name)] = SiteEdit(tensors[f"{name}.matrix"], ks["k_pos"], ks["k_neg"],

@@ -8,7 +8,6 @@ last prompt token and every generated token; `all` also steers the prompt).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from alignlab.errors import ConfigError, DataError
+from alignlab.interventions.artifacts import load_artifact, save_artifact
 from alignlab.interventions.hooks import Hooks, Positions, Site, last_token_activations, num_layers
 
 
@@ -52,25 +52,14 @@ class SteeringVector:
 
     def save(self, path: str | Path) -> Path:
         """Save as <path>/steering.safetensors + steering.json."""
-        from safetensors.torch import save_file
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        save_file({f"layer.{k}": v.contiguous() for k, v in self.vectors.items()}, str(out / "steering.safetensors"))
-        (out / "steering.json").write_text(json.dumps({"layers": sorted(self.vectors), "meta": self.meta}, indent=2))
-        return out
+        return save_artifact(path, "steering", {f"layer.{k}": v for k, v in self.vectors.items()},
+                             {"layers": sorted(self.vectors), "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> SteeringVector:
         """Load a vector saved by `save`."""
-        from safetensors.torch import load_file
-
-        p = Path(path)
-        if not (p / "steering.safetensors").is_file():
-            raise ConfigError(f"{p}: not a saved steering vector (no steering.safetensors)")
-        t = load_file(str(p / "steering.safetensors"))
-        meta = json.loads((p / "steering.json").read_text()).get("meta", {}) if (p / "steering.json").is_file() else {}
-        return cls({int(k.split(".")[1]): v for k, v in t.items()}, meta)
+        t, info = load_artifact(path, "steering", "steering vector")
+        return cls({int(k.split(".")[1]): v for k, v in t.items()}, info.get("meta", {}))
 
 
 def train_steering_vector(model, tokenizer, pairs: Sequence[ContrastPair], layers: Sequence[int] | None = None,

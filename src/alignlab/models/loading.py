@@ -48,8 +48,9 @@ def load_tokenizer(name: str):
     return tok
 
 
-def apply_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:
-    """Wrap `model` with a PEFT LoRA adapter (only the adapter trains)."""
+def apply_lora(model: torch.nn.Module, lora: LoraSettings, task_type: str = "CAUSAL_LM") -> torch.nn.Module:
+    """Wrap `model` with a PEFT LoRA adapter: only the adapter trains (plus, for task_type
+    'SEQ_CLS', the reward model's score head)."""
     from peft import LoraConfig, get_peft_model
 
     names = {n.split(".")[-1] for n, _ in model.named_modules()}
@@ -57,7 +58,7 @@ def apply_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:
     if missing:
         raise ConfigError(f"model.lora.target_modules: {missing} not found in the model")
     cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                     target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+                     target_modules=list(lora.target_modules), task_type=task_type)
     return get_peft_model(model, cfg)
 
 

@@ -16,27 +16,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from alignlab.config import LoraSettings, ModelSettings
+from alignlab.config import ModelSettings
 from alignlab.errors import ConfigError
-from alignlab.models.loading import DTYPES, load_tokenizer, resolve_model_path
+from alignlab.models.loading import DTYPES, apply_lora, load_tokenizer, resolve_model_path
 
 
 def _is_adapter(path: str) -> bool:
     p = Path(path)
     return p.is_dir() and (p / "adapter_config.json").exists() and not (p / "config.json").exists()
-
-
-def apply_reward_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:
-    """Wrap a sequence-classification model with LoRA; the score head stays fully trainable."""
-    from peft import LoraConfig, get_peft_model
-
-    names = {n.split(".")[-1] for n, _ in model.named_modules()}
-    missing = [t for t in lora.target_modules if t not in names]
-    if missing:
-        raise ConfigError(f"model.lora.target_modules: {missing} not found in the model")
-    cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                     target_modules=list(lora.target_modules), task_type="SEQ_CLS")
-    return get_peft_model(model, cfg)
 
 
 def load_reward_model(settings: ModelSettings | str, trainable: bool = False):
@@ -64,7 +51,7 @@ def load_reward_model(settings: ModelSettings | str, trainable: bool = False):
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     if trainable and settings.lora.enabled and not _is_adapter(path):
-        model = apply_reward_lora(model, settings.lora)
+        model = apply_lora(model, settings.lora, task_type="SEQ_CLS")
     if not trainable:
         model.eval().requires_grad_(False)
     return model, tok
