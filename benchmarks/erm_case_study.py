@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from alignlab.embedding_rm.annotate import simulate_preferences
-from alignlab.embedding_rm.data import PairData
 from alignlab.embedding_rm.embed import EmbedSettings, Encoder, embed_pairs
-from alignlab.embedding_rm.ensemble import train_ensemble
+from alignlab.embedding_rm.ensemble import compare_scorers, train_ensemble
 from alignlab.embedding_rm.gbdt import GBDTSettings
 from alignlab.embedding_rm.heads import MLPSettings
 from alignlab.embedding_rm.pools import Pool, sample_pool
@@ -36,7 +35,6 @@ from alignlab.testbed.lexicon import sentiment_reward
 from alignlab.testbed.world import World
 
 QUALITIES = (10.0, 1.0, 0.1)
-AGGS = (("mean", "mean"), ("min", "min"), ("mean_minus_std", "mean−1·std"))
 
 
 def pools(args) -> tuple[Pool, Pool]:
@@ -64,19 +62,6 @@ def measure(score_test: np.ndarray, test: Pool, k: int, seed: int) -> dict:
     acc = pairwise_accuracy(proxy[p, a][keep], proxy[p, b][keep], (gold[p, a] > gold[p, b])[keep])
     return {"ns": curve.ns, "bon_mean": curve.mean, "bon_std": curve.std,
             "spearman": spearman_per_prompt(proxy, gold)[0], "pair_acc": acc}
-
-
-def methods(data: PairData, emb_test: np.ndarray, seed: int, members: int) -> dict[str, np.ndarray]:
-    mlp, gbdt = MLPSettings(seed=seed, threads=1), GBDTSettings(max_iter=200, seed=seed, threads=1)
-    out = {"single MLP": train_ensemble(data, 1, "mlp", mlp=mlp, progress=False).score(emb_test),
-           "single GBDT": train_ensemble(data, 1, "gbdt", "cls", gbdt=gbdt, progress=False).score(emb_test)}
-    ens = train_ensemble(data, members, "mlp", mlp=mlp, progress=False)
-    for agg, name in AGGS:
-        out[f"{members} MLPs {name}"] = ens.score(emb_test, agg)
-    gens = train_ensemble(data, members, "gbdt", "cls", split="bootstrap", gbdt=gbdt, progress=False)
-    for agg, name in AGGS:
-        out[f"{members} GBDTs {name}"] = gens.score(emb_test, agg)
-    return out
 
 
 def main() -> None:
@@ -111,7 +96,8 @@ def main() -> None:
         per_seed = []
         for seed in range(args.seeds):
             data = simulate_preferences(emb_tr, train.gold, train.groups, args.pairs, q, seed=100 * seed + 1)
-            scores = methods(data, emb_te, seed, args.members)
+            scores = compare_scorers(data, emb_te, args.members, MLPSettings(seed=seed, threads=1),
+                                     GBDTSettings(seed=seed, threads=1))
             per_seed.append({name: measure(sc, test, args.test_k, seed) for name, sc in scores.items()})
             console.print(f"q={q:g} seed={seed} done at {time.time() - t0:.0f} s")
         results[f"q={q:g}"] = per_seed

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from alignlab.embedding_rm.ensemble import RewardEnsemble, aggregate, split_weights, train_ensemble
+from alignlab.embedding_rm.ensemble import (
+    RewardEnsemble,
+    aggregate,
+    compare_scorers,
+    split_weights,
+    train_ensemble,
+)
 from alignlab.embedding_rm.gbdt import GBDTSettings
 from alignlab.embedding_rm.heads import MLPSettings
 from alignlab.errors import ConfigError, DataError
@@ -77,3 +83,16 @@ def test_uncertainty_grows_off_the_training_distribution(synthetic):
         ens.score(np.full((2, 16), np.nan, np.float32))
     with pytest.raises(ConfigError, match="no ensemble.json"):
         RewardEnsemble.load(str(emb.shape))
+
+
+def test_compare_scorers_line_up(synthetic):
+    """Single MLP/GBDT plus 3 MLPs and 3 GBDTs under each aggregation; all learn the gold order."""
+    emb, gold, groups, tr, te = synthetic
+    out = compare_scorers(tr, emb, 3, SMALL, GBDTSettings(max_iter=40))
+    assert list(out) == ["single MLP", "single GBDT"] + [f"3 {k}s {a}" for k in ("MLP", "GBDT")
+                                                         for a in ("mean", "min", "mean−1·std")]
+    for name, s in out.items():
+        assert s.shape == (len(emb),)
+        assert pairwise_accuracy(s[te.left], s[te.right], te.label) > 0.75, name
+    # min and mean − std differ from mean once members disagree
+    assert not np.allclose(out["3 MLPs min"], out["3 MLPs mean"])

@@ -15,12 +15,18 @@ from alignlab.embedding_rm.annotate import (
 )
 from alignlab.embedding_rm.data import PairData, check_embeddings, pairs_from_arrays
 from alignlab.embedding_rm.embed import EmbedSettings, Encoder, embed_pairs, load_encoder
-from alignlab.embedding_rm.ensemble import RewardEnsemble, aggregate, split_weights, train_ensemble
+from alignlab.embedding_rm.ensemble import (
+    RewardEnsemble,
+    aggregate,
+    compare_scorers,
+    split_weights,
+    train_ensemble,
+)
 from alignlab.embedding_rm.gbdt import GBDTSettings, train_gbdt
 from alignlab.embedding_rm.heads import MLPSettings, train_mlp
 
 __all__ = [
     "EmbedSettings", "Encoder", "GBDTSettings", "MLPSettings", "PairData", "RewardEnsemble", "aggregate",
-    "annotate", "check_embeddings", "embed_pairs", "load_encoder", "make_pairs", "pairs_from_arrays",
+    "annotate", "compare_scorers", "check_embeddings", "embed_pairs", "load_encoder", "make_pairs", "pairs_from_arrays",
     "preference_prob", "simulate_preferences", "split_weights", "train_ensemble", "train_gbdt", "train_mlp",
 ]

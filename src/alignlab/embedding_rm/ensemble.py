@@ -149,3 +149,25 @@ def train_ensemble(data: PairData, n_members: int = 5, head: str = "mlp", object
     if len(used) > calibration_rows:  # location/scale need a sample, not every row (saves a pass)
         used = np.sort(np.random.default_rng(0).choice(used, calibration_rows, replace=False))
     return RewardEnsemble([model], aggregation, k).calibrate(np.asarray(data.emb)[used])
+
+
+AGGREGATION_LABELS = {"mean": "mean", "min": "min", "mean_minus_std": "mean−1·std"}
+
+
+def compare_scorers(data: PairData, emb: np.ndarray, members: int = 5, mlp: MLPSettings | None = None,
+                    gbdt: GBDTSettings | None = None) -> dict[str, np.ndarray]:
+    """The standard line-up of the ensembles study, each scoring the rows `emb`.
+
+    Single MLP (Bradley–Terry), single GBDT (classification), M MLPs (seeds) and M GBDTs
+    (bootstrap) under each aggregation (mean, min, mean − 1·std).
+    """
+    mlp, gbdt = mlp or MLPSettings(), gbdt or GBDTSettings()
+    out = {"single MLP": train_ensemble(data, 1, "mlp", mlp=mlp, progress=False).score(emb),
+           "single GBDT": train_ensemble(data, 1, "gbdt", "cls", gbdt=gbdt, progress=False).score(emb)}
+    for kind, split in (("MLP", "seed"), ("GBDT", "bootstrap")):
+        ens = train_ensemble(data, members, kind.lower(), "bt" if kind == "MLP" else "cls", split=split,
+                             mlp=mlp, gbdt=gbdt, progress=False)
+        member_scores = ens.member_scores(emb)
+        for agg, label in AGGREGATION_LABELS.items():
+            out[f"{members} {kind}s {label}"] = aggregate(member_scores, agg, 1.0)
+    return out
