@@ -8,15 +8,17 @@ from pathlib import Path
 import pytest
 
 from alignlab.data.preference import (
-    EncodedPair,
-    collate_pairs,
-    encode_pairs,
-    encode_rankings,
     parse_hh,
     read_preferences,
     read_rankings,
     split_records,
     to_pairs,
+)
+from alignlab.data.preference_batches import (
+    EncodedPair,
+    collate_pairs,
+    encode_pairs,
+    encode_rankings,
 )
 from alignlab.errors import DataError
 from alignlab.models import load_tokenizer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from alignlab.data.preference import EncodedPair, collate_pairs
+from alignlab.data.preference_batches import EncodedPair, collate_pairs
 from alignlab.logprobs import sequence_logprobs
 from alignlab.train import preference as prefs
 
@@ -44,7 +44,7 @@ def test_full_logits_path_agrees(tiny, monkeypatch):
 
 
 def test_packed_layout_matches_unpadded(tiny):
-    from alignlab.data.preference import collate_pairs_packed
+    from alignlab.data.preference_batches import collate_pairs_packed
 
     model, tok = tiny
     model.eval()
@@ -64,7 +64,7 @@ def test_packed_layout_matches_unpadded(tiny):
 
 def test_packed_gradients_match_padded(tiny):
     """Same loss value and same gradients whichever layout the batch uses."""
-    from alignlab.data.preference import collate_pairs_packed
+    from alignlab.data.preference_batches import collate_pairs_packed
 
     model, tok = tiny
     items = [EncodedPair([5, 6, 7], [20, 21], [30]), EncodedPair([9, 10], [40, 41, 42], [50, 51])]

@@ -33,7 +33,8 @@ def gold_of_samples(model, tok, n: int = 48) -> float:
 def test_reward_model_learns_and_loads_back(tiny_dir, ranking_file, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    from alignlab.data.preference import encode_rankings, read_rankings, split_records
+    from alignlab.data.preference import read_rankings, split_records
+    from alignlab.data.preference_batches import encode_rankings
     from alignlab.models.reward import RewardModel, load_reward_model
     from alignlab.train.reward import RewardConfig, evaluate_rankings, run
 

@@ -83,7 +83,7 @@ class RewardModel:
         Encoded as in training (chat template for messages, else prompt + response + EOS);
         an overlong sequence keeps its end, where the score is read.
         """
-        from alignlab.data.preference import encode_responses
+        from alignlab.data.preference_batches import encode_responses
         from alignlab.logprobs import pad_batch
 
         if len(prompts) != len(responses):

@@ -26,13 +26,12 @@ from typing import Any
 import torch
 
 from alignlab.config import ModelSettings, TrainSettings
-from alignlab.data.preference import (
+from alignlab.data.preference import read_preferences, split_records
+from alignlab.data.preference_batches import (
     EncodedPair,
     collate_pairs,
     collate_pairs_packed,
     encode_pairs,
-    read_preferences,
-    split_records,
 )
 from alignlab.errors import ConfigError, DataError
 from alignlab.logprobs import token_logprobs

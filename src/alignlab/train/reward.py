@@ -16,13 +16,8 @@ from typing import Any
 import torch
 
 from alignlab.config import ModelSettings, TrainSettings
-from alignlab.data.preference import (
-    EncodedRanking,
-    collate_rankings,
-    encode_rankings,
-    read_rankings,
-    split_records,
-)
+from alignlab.data.preference import read_rankings, split_records
+from alignlab.data.preference_batches import EncodedRanking, collate_rankings, encode_rankings
 from alignlab.errors import ConfigError, DataError
 from alignlab.eval.preference import mean_kendall_tau, ranking_accuracy
 from alignlab.losses.preference import reward_ranking_loss
