@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "alignlab.train.reward",
     "alignlab.train.preference",
     "alignlab.train.ppo",
+    "alignlab.train.psle",
     "alignlab.compare",
     "alignlab.interventions.cli",
     "alignlab.embedding_rm.cli",
