@@ -80,7 +80,8 @@ def main() -> None:
         per: dict[str, list[float]] = {}
         for split in range(args.splits):
             train, test = PairData(emb, left, right, np.ones(len(left), np.float32)).split(0.2, seed=split)
-            for method, s in compare_scorers(train, emb, args.members, MLPSettings(seed=split), GBDTSettings(seed=split)).items():
+            for method, s in compare_scorers(train, emb, args.members, MLPSettings(seed=split, threads=args.threads),
+                                                       GBDTSettings(seed=split, threads=args.threads)).items():
                 per.setdefault(method, []).append(pairwise_accuracy(s[test.left], s[test.right], test.label))
             console.print(f"{name}: split {split} done")
         results["encoders"][name] = {"max_length": args.max_length, "dim": int(emb.shape[1]), "pooling": enc.pooling,
