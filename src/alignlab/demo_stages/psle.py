@@ -1,0 +1,63 @@
+"""Demo stage: PSLE on the testbed sentiment task — principle-guided self-labelling.
+
+From the pretrained student: each iteration samples y for the plain review prompt and y_p
+with the principle prefixed, scores both with the gold reward on the plain prompt, turns
+Δ > τ into ranking pairs and everything else into reward-weighted SFT, and decays τ.
+Reported: held-out gold reward before → after, pairs vs SFT items, all samples kept.
+"""
+
+from __future__ import annotations
+
+from alignlab.config import ModelSettings, TrainSettings
+from alignlab.demo_stages import DemoContext, StageResult
+from alignlab.plots import line_plot
+from alignlab.runs import read_metrics
+from alignlab.train import psle
+from alignlab.train.ppo import GenerationSettings
+
+
+def stage_config(ctx: DemoContext) -> psle.PSLEConfig:
+    """Settings small enough for a 2-core CPU (quick mode is a smoke test)."""
+    q = ctx.quick
+    return psle.PSLEConfig(
+        model=ModelSettings(name_or_path=ctx.base_model),
+        train=TrainSettings(lr=3e-4, batch_size=8 if q else 16, save_every=0, seed=ctx.seed, progress=not q),
+        n_queries=64 if q else 512, eval_queries=8 if q else 64,
+        iterations=2 if q else 12, queries_per_iteration=8 if q else 64, epochs=1 if q else 2,
+        generation=GenerationSettings(max_new_tokens=8 if q else 16, batch_size=128),
+        output_dir=str(ctx.out_dir / "psle"),
+    )
+
+
+def run(ctx: DemoContext) -> StageResult:
+    """Run PSLE on one torch thread (restored afterwards; the student's matmuls are small)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(ctx: DemoContext) -> StageResult:
+    res = psle.run(stage_config(ctx))
+    m = res.metrics
+    its = [r for r in read_metrics(res.run_dir / "metrics.jsonl") if "tau" in r]
+    xs = [r["iteration"] for r in its]
+    fig = line_plot({"R(x, y) plain": (xs, [r["reward_plain"] for r in its]),
+                     "R(x, y_p) with principle": (xs, [r["reward_principle"] for r in its]),
+                     "τ": (xs, [r["tau"] for r in its]),
+                     "pair share": (xs, [r["n_pairs"] / max(1, r["n_pairs"] + r["n_sft"]) for r in its])},
+                    ctx.out_dir / "psle" / "psle_iterations.png", title="PSLE: rewards, threshold, pair share",
+                    xlabel="iteration", markers=True)
+    rows = [{"stage": "psle", "method": "start (student)", "gold_reward": m["eval_reward_before"]},
+            {"stage": "psle", "method": "PSLE", "gold_reward": m["eval_reward_after"], "pairs": m["pairs"],
+             "sft_items": m["sft_items"], "samples_kept": m["samples_kept"]}]
+    note = (f"PSLE: held-out gold reward {m['eval_reward_before']:.2f} → {m['eval_reward_after']:.2f} after "
+            f"{m['iterations']} iterations ({m['pairs']} ranking pairs, {m['sft_items']} reward-weighted SFT "
+            f"queries, all {m['samples_kept']} samples kept; τ 0.2 → {m['final_tau']:.3f}). On the testbed the "
+            f"principle barely moves R(y_p) (the base models ignore text before 'review :'), so the gain comes "
+            f"from choosing the better of two samples and reward-weighted SFT. No KL term: watch the samples.")
+    return StageResult("psle", rows=rows, figures=[fig], notes=[note])
