@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from alignlab.errors import AlignlabError
@@ -21,6 +22,7 @@ COMMAND_MODULES = [
     "alignlab.train.preference",
     "alignlab.train.ppo",
     "alignlab.train.psle",
+    "alignlab.train.akd",
     "alignlab.compare",
     "alignlab.interventions.cli",
     "alignlab.embedding_rm.cli",
@@ -48,7 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_transformers() -> None:
+    """Our progress bars and tables say what happens; drop transformers' per-load bars and
+    load reports (e.g. 'score.weight MISSING' for a fresh reward head, which is expected).
+    ALIGNLAB_VERBOSE=1 keeps them."""
+    if os.environ.get("ALIGNLAB_VERBOSE"):
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_transformers()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

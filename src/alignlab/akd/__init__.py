@@ -1,0 +1,6 @@
+"""AKD — adversarial knowledge distillation for code (SPEC §7): the parts the recipe is made of.
+
+curriculum (pass rates, buckets, harder-first draws), proposer (the skill pool that writes fresh
+exercises with tests), data (attempts → teacher ≻ student pairs and distillation examples), loss
+(DPO-family + λ·distillation). The recipe itself is `alignlab.train.akd` (`alignlab akd`).
+"""

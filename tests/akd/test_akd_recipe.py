@@ -1,0 +1,120 @@
+"""The AKD recipe end to end on the tiny testbed model (teacher and student alike; the teacher's
+attempts are scripted so that pairs exist): every attempt is kept, pairs are only (passing
+teacher ≻ failing student), held-out pass@k is logged per round, and bad configs are errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alignlab.cli import build_parser
+from alignlab.config import ModelSettings, TrainSettings, load_config
+from alignlab.errors import ConfigError, DataError
+from alignlab.runs import read_metrics
+from alignlab.train import akd
+from alignlab.train.akd import AKDConfig, PassAtKSettings, SamplingSettings
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def tiny_cfg(tiny_dir, out, rounds=2, **kw) -> AKDConfig:
+    model = ModelSettings(name_or_path=str(tiny_dir))
+    return AKDConfig(student=model, teacher=model, output_dir=str(out), rounds=rounds, exercises_per_round=4,
+                     student_samples=2, teacher_samples=2, epochs=1,
+                     train=TrainSettings(lr=1e-3, batch_size=4, save_every=1, seed=0, progress=False),
+                     generation=SamplingSettings(max_new_tokens=10, batch_size=64),
+                     eval=PassAtKSettings(n=2, ks=[1, 2], limit=3), **kw)
+
+
+@pytest.fixture
+def scripted_teacher(monkeypatch):
+    """The frozen teacher answers every exercise with one right and one wrong solution."""
+    real = akd.attempt
+
+    def attempt(model, tokenizer, problems, n, cfg, generator):
+        if any(p.requires_grad for p in model.parameters()):
+            return real(model, tokenizer, problems, n, cfg, generator)
+        return [["\n" + p.canonical_solution if j % 2 == 0 else "\n    return None\n" for j in range(n)]
+                for p in problems]
+
+    monkeypatch.setattr(akd, "attempt", attempt)
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_keeps_every_attempt_and_pairs_only_teacher_passes_over_student_failures(tiny_dir, tmp_path,
+                                                                                     scripted_teacher, world):
+    res = akd.run(tiny_cfg(tiny_dir, tmp_path / "run"))
+    run = res.run_dir
+    probe = _rows(run / "attempts" / "round-0000.jsonl")
+    assert {r["skill"] for r in probe} == {e.task_id for e in world.train_code}
+    assert {r["role"] for r in probe} == {"student"} and len(probe) == 2 * len(world.train_code)
+    recs = read_metrics(run / "metrics.jsonl")
+    rounds = [r for r in recs if r["round"] > 0]
+    assert [r["round"] for r in recs] == [0, 1, 2]
+    assert {"eval_pass@1", "eval_pass@2", "teacher_pass@1", "probe_student_pass_rate"} <= set(recs[0])
+    for rec in rounds:
+        rows = _rows(run / "attempts" / f"round-{rec['round']:04d}.jsonl")
+        assert len(rows) == 4 * (2 + 2) and all(k in rows[0] for k in ("status", "reason", "seconds", "completion"))
+        assert sum(rec[f"bucket{b}_drawn"] for b in range(4)) == 4 == rec["exercises"]
+        chosen = [r for r in rows if "chosen" in r["use"]]
+        rejected = [r for r in rows if "rejected" in r["use"]]
+        assert all(r["role"] == "teacher" and r["passed"] for r in chosen)
+        assert all(r["role"] == "student" and not r["passed"] for r in rejected)
+        assert len(rejected) == rec["pairs"] > 0
+        assert {r["task_id"] for r in rejected} <= {r["task_id"] for r in chosen}
+        assert rec["teacher_pass_rate"] == 0.5 and rec["teacher_solved"] == 1.0
+        assert rec["distill"] == 4 and rec["steps"] >= 1
+        assert {"loss", "pref_loss", "distill_nll", "chosen_reward", "eval_pass@1"} <= set(rec)
+    assert (run / "eval" / "round-0000-teacher.jsonl").exists()
+    assert res.metrics["pairs"] == sum(r["pairs"] for r in rounds) and "student_pass@1_after" in res.metrics
+    assert (run / "report.html").exists() and (run / "pass_at_k.png").exists()
+    assert (res.model_dir / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_resumed_run_repeats_the_uninterrupted_one(tiny_dir, tmp_path, scripted_teacher):
+    def cfg(out, rounds):
+        c = tiny_cfg(tiny_dir, out, rounds=rounds)
+        c.curriculum.probe, c.eval.teacher, c.eval.every, c.eval.limit = False, False, 0, 2
+        return c
+
+    full = akd.run(cfg(tmp_path / "full", 2))
+    akd.run(cfg(tmp_path / "split", 1))
+    split = akd.run(cfg(tmp_path / "split", 2))  # resumes after round 1
+    a, b = read_metrics(full.run_dir / "metrics.jsonl"), read_metrics(split.run_dir / "metrics.jsonl")
+    assert [r["round"] for r in b] == [0, 1, 2]
+    for key in ("pairs", "student_pass_rate", "loss", "eval_pass@1"):
+        assert a[-1][key] == pytest.approx(b[-1][key], rel=1e-5), key
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'bukets'.*did you mean 'buckets'"):
+        load_config(AKDConfig, overrides=["curriculum.bukets=3"])
+    with pytest.raises(ConfigError, match="unknown key 'student_sample'"):
+        load_config(AKDConfig, overrides=["student_sample=3"])
+    bad = [["loss=simpo"], ["eval.n=2", "eval.ks=[1,5]"], ["train.lr_schedule=cosine"], ["rounds=0"],
+           ["curriculum.weights=[1.0]"], ["sandbox.timeout_s=0"]]
+    for overrides in bad:
+        with pytest.raises(ConfigError):
+            akd.validate(load_config(AKDConfig, overrides=overrides))
+    cfg = load_config(AKDConfig, EXAMPLES / "akd.yaml")
+    akd.validate(cfg)
+    assert (cfg.student.name_or_path, cfg.teacher.name_or_path) == ("testbed:student", "testbed:teacher")
+    args = build_parser().parse_args(["akd", "-c", str(EXAMPLES / "akd.yaml"), "rounds=1"])
+    assert callable(args.func)
+
+
+def test_humaneval_format_file_splits_into_skills_and_held_out(tmp_path):
+    rows = [{"task_id": f"T/{i}", "prompt": f"def f{i}(x):\n", "entry_point": f"f{i}",
+             "test": "def check(candidate):\n    assert candidate(1) == 1\n"} for i in range(10)]
+    path = tmp_path / "problems.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proposer, held = akd.load_problems(AKDConfig(problems=str(path)))
+    assert [p.task_id for p in held] == ["T/0", "T/5"] and len(proposer.skills) == 8
+    with pytest.raises(DataError, match="overlap"):
+        akd.load_problems(AKDConfig(problems=str(path), eval_problems=str(path)))
