@@ -18,7 +18,7 @@ from alignlab.report import write_report
 from alignlab.testbed.build import build_summary, ensure_testbed
 from alignlab.testbed.world import World
 
-STAGES = ["sft", "prefs", "rlhf", "psle", "inference", "embedding_rm"]
+STAGES = ["sft", "prefs", "rlhf", "psle", "inference", "embedding_rm", "akd"]
 
 
 def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False, seed: int = 0,

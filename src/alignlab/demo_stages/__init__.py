@@ -1,6 +1,6 @@
 """Stages of `alignlab demo`; each is `run(ctx: DemoContext) -> StageResult`.
 
-Stages run in order (sft, prefs, rlhf, psle, inference, embedding_rm) and pass models along
+Stages run in order (sft, prefs, rlhf, psle, inference, embedding_rm, akd) and pass models along
 through `ctx.artifacts`. Each must finish in about a minute on a 2-core CPU.
 """
 

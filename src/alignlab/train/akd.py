@@ -106,8 +106,8 @@ class PassAtKSettings:
 class AKDConfig:
     """Adversarial knowledge distillation of a teacher's code skill into a student."""
 
-    student: ModelSettings = field(default_factory=lambda: ModelSettings(name_or_path="testbed:student"))
-    teacher: ModelSettings = field(default_factory=lambda: ModelSettings(name_or_path="testbed:teacher"))
+    student: ModelSettings = field(default_factory=lambda: ModelSettings(name_or_path="testbed:tiny"))
+    teacher: ModelSettings = field(default_factory=lambda: ModelSettings(name_or_path="testbed:student"))
     train: TrainSettings = field(default_factory=lambda: TrainSettings(
         lr=1e-4, batch_size=8, grad_accum=1, save_every=1, max_grad_norm=1.0))
     problems: str = "testbed"  # testbed | a HumanEval-format .jsonl / .jsonl.gz
