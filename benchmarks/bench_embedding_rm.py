@@ -22,9 +22,10 @@ import torch
 from alignlab.embedding_rm.annotate import annotate
 from alignlab.embedding_rm.data import PairData
 from alignlab.embedding_rm.ensemble import train_ensemble
-from alignlab.embedding_rm.heads import MLPSettings, cpu_threads
+from alignlab.embedding_rm.heads import MLPSettings
 from alignlab.eval.best_of_n import pairwise_accuracy
 from alignlab.progress import print_table
+from alignlab.threads import cpu_threads
 
 
 def synthetic_pairs(n_pairs: int, dim: int, quality: float, seed: int = 0):

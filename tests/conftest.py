@@ -12,6 +12,20 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Test folders whose tiny models and heads run on one CPU thread: on a busy 2-core machine two
+# spinning OpenMP threads made their small matmuls 5-40x slower (measured).
+ONE_THREAD_FOLDERS = {"rl", "psle", "akd", "embedding_rm"}
+
+
+@pytest.fixture(autouse=True)
+def _one_cpu_thread_for_small_models(request):
+    if request.path.parent.name not in ONE_THREAD_FOLDERS:
+        yield
+        return
+    from alignlab.threads import cpu_threads
+
+    with cpu_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,7 @@ def test_config_errors_name_the_key(tmp_path):
             akd.validate(load_config(AKDConfig, overrides=overrides))
     cfg = load_config(AKDConfig, EXAMPLES / "akd.yaml")
     akd.validate(cfg)
-    assert (cfg.student.name_or_path, cfg.teacher.name_or_path) == ("testbed:student", "testbed:teacher")
+    assert (cfg.student.name_or_path, cfg.teacher.name_or_path) == ("testbed:tiny", "testbed:student")
     args = build_parser().parse_args(["akd", "-c", str(EXAMPLES / "akd.yaml"), "rounds=1"])
     assert callable(args.func)
 

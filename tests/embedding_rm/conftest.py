@@ -21,12 +21,3 @@ def synthetic():
     te = simulate_preferences(emb[test_rows], gold[test_rows], groups[test_rows], 2000, quality=1e6, seed=2)
     te.emb, te.left, te.right = emb, test_rows[te.left], test_rows[te.right]
     return emb, gold, groups, tr, te
-
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Small tensors: one thread is faster, and on a busy 2-core machine far faster (no spin-waits)."""
-    from alignlab.embedding_rm.heads import cpu_threads
-
-    with cpu_threads(1):
-        yield

@@ -11,6 +11,7 @@ from __future__ import annotations
 from alignlab.config import ModelSettings, TrainSettings
 from alignlab.demo_stages import DemoContext, StageResult
 from alignlab.testbed.build import ensure_testbed
+from alignlab.threads import cpu_threads
 from alignlab.train import akd
 
 
@@ -32,14 +33,8 @@ def stage_config(ctx: DemoContext) -> akd.AKDConfig:
 def run(ctx: DemoContext) -> StageResult:
     """Run AKD on one torch thread (restored afterwards): tiny matmuls, and two spinning
     threads were measured 25x slower per step on a busy 2-core machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):
         return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(ctx: DemoContext) -> StageResult:

@@ -12,6 +12,7 @@ from alignlab.config import ModelSettings, TrainSettings
 from alignlab.demo_stages import DemoContext, StageResult
 from alignlab.plots import line_plot
 from alignlab.runs import read_metrics
+from alignlab.threads import cpu_threads
 from alignlab.train import psle
 from alignlab.train.ppo import GenerationSettings
 
@@ -31,14 +32,8 @@ def stage_config(ctx: DemoContext) -> psle.PSLEConfig:
 
 def run(ctx: DemoContext) -> StageResult:
     """Run PSLE on one torch thread (restored afterwards; the student's matmuls are small)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):
         return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(ctx: DemoContext) -> StageResult:

@@ -11,6 +11,7 @@ from alignlab.config import ModelSettings, TrainSettings
 from alignlab.demo_stages import DemoContext, StageResult
 from alignlab.rl.elastic_reset import ElasticResetSettings
 from alignlab.runs import read_metrics
+from alignlab.threads import cpu_threads
 from alignlab.train import ppo
 
 
@@ -37,14 +38,8 @@ def run(ctx: DemoContext) -> StageResult:
     """Run PPO+KL and Elastic Reset on one torch thread (restored afterwards): the student's
     small matmuls gain little from two threads, and on a busy 2-core machine two spinning
     threads made this stage over 10x slower (measured)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):
         return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(ctx: DemoContext) -> StageResult:

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from alignlab.embedding_rm.data import PairData, check_embeddings
-from alignlab.embedding_rm.heads import OBJECTIVES, cpu_threads
+from alignlab.embedding_rm.heads import OBJECTIVES
 from alignlab.errors import ConfigError, DataError
 from alignlab.progress import progress_bar
+from alignlab.threads import cpu_threads
 
 
 @dataclass

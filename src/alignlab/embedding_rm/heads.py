@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import torch.nn.functional as F
 from alignlab.embedding_rm.data import PairData, check_embeddings
 from alignlab.errors import ConfigError, DataError
 from alignlab.progress import progress_bar
+from alignlab.threads import cpu_threads
 
 OBJECTIVES = ("bt", "cls")
 
@@ -46,26 +45,6 @@ def pair_loss(objective: str, score_a: torch.Tensor, score_b: torch.Tensor, labe
     if objective == "cls":
         return classification_loss(score_a, score_b, label)
     raise ConfigError(f"objective: '{objective}' is not one of {', '.join(OBJECTIVES)}")
-
-
-@contextmanager
-def cpu_threads(n: int) -> Iterator[None]:
-    """Run torch and OpenMP/BLAS (scikit-learn) with n threads; 0 leaves the defaults alone.
-
-    On a busy 2-core machine one thread can be many times faster than two (spin-waiting).
-    """
-    if n <= 0:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=n):
-            yield
-    finally:
-        torch.set_num_threads(old)
 
 
 class StackedMLP(torch.nn.Module):

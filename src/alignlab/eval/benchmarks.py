@@ -10,6 +10,7 @@ import csv
 import json
 from pathlib import Path
 
+from alignlab.data.jsonl import iter_jsonl
 from alignlab.errors import DataError
 from alignlab.eval.bias import BiasQuestion
 from alignlab.eval.multiple_choice import MCItem
@@ -81,15 +82,7 @@ def load_bbq(path: str | Path) -> list[BiasQuestion]:
         raise DataError(f"BBQ data not found: {p}")
     out = []
     for f in files:
-        with f.open(encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{f}:{i}: not valid JSON ({e.msg})") from e
-                out.append(_bbq_row(row, f"{f}:{i}"))
+        out += [_bbq_row(row, where) for where, row in iter_jsonl(f, "BBQ data")]
     if not out:
         raise DataError(f"{p}: no BBQ questions")
     return out

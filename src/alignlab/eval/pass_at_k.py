@@ -10,8 +10,6 @@ cut at the first new top-level statement, and run against the tests in the sandb
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import torch
 
+from alignlab.data.jsonl import iter_jsonl
 from alignlab.errors import DataError
 from alignlab.eval.sandbox import Program, SandboxLimits, SandboxResult, run_programs
 
@@ -102,27 +101,15 @@ class Problem:
 def load_humaneval(path: str | Path) -> list[Problem]:
     """Problems of a HumanEval-format .jsonl / .jsonl.gz file; a bad row is an error naming file:line."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"problems file not found: {p}")
-    opener = gzip.open if p.suffix == ".gz" else open
     problems: list[Problem] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
     try:
-        with opener(p, "rt", encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{p}:{i}: not valid JSON ({e.msg})") from e
-                if not isinstance(row, dict):
-                    raise DataError(f"{p}:{i}: each line must be a JSON object")
-                prob = Problem.from_dict(row, f"{p}:{i}")
-                if prob.task_id in seen:
-                    raise DataError(f"{p}:{i}: duplicate task_id {prob.task_id!r} (first on line {seen[prob.task_id]})")
-                seen[prob.task_id] = i
-                problems.append(prob)
+        for where, row in iter_jsonl(p, "problems file"):
+            prob = Problem.from_dict(row, where)
+            if prob.task_id in seen:
+                raise DataError(f"{where}: duplicate task_id {prob.task_id!r} (first at {seen[prob.task_id]})")
+            seen[prob.task_id] = where
+            problems.append(prob)
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise DataError(f"{p}: cannot read ({e})") from e
     if not problems:

@@ -7,7 +7,6 @@ writes) or `{"prompt": ..., "response": ...}`.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from alignlab.data.chat import (
     encode_chat,
     encode_pair,
 )
+from alignlab.data.jsonl import iter_jsonl
 from alignlab.errors import DataError
 from alignlab.logprobs import causal_lm_loss
 from alignlab.models import load_model
@@ -41,27 +41,10 @@ class SFTConfig:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file (.gz allowed); a bad line raises DataError with its number."""
-    import gzip
-
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data file not found: {p}")
-    opener = gzip.open if p.suffix == ".gz" else open
-    rows = []
-    with opener(p, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{p}:{i}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise DataError(f"{p}:{i}: each line must be a JSON object")
-            rows.append(row)
+    """Rows of a JSONL file (.gz allowed); a bad line raises DataError with its number; empty is an error."""
+    rows = [row for _, row in iter_jsonl(path)]
     if not rows:
-        raise DataError(f"{p}: no examples")
+        raise DataError(f"{path}: no examples")
     return rows
 
 
