@@ -97,8 +97,13 @@ def collect_rollout(
     batch_size: int = 64,
     generator: torch.Generator | None = None,
     where: str = "",
+    score_policy: bool = True,
 ) -> Rollout:
-    """Sample one response per prompt from the policy and score it (no gradients)."""
+    """Sample one response per prompt from the policy and score it (no gradients).
+
+    `score_policy=False` skips the policy/value scoring forward: the fused PPO update fills
+    `logprobs` and `values` from its own forward (see `alignlab.train.ppo.fused_ppo_loss`).
+    """
     device = next(policy.parameters()).device
     t0 = time.perf_counter()
     samples = sample(policy.lm, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -106,7 +111,10 @@ def collect_rollout(
     t1 = time.perf_counter()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     packed = pack(samples.prompt_ids, samples.response_ids, pad).to(device)
-    logprobs, values = score_rollout(policy, packed, temperature, batch_size)
+    if score_policy:
+        logprobs, values = score_rollout(policy, packed, temperature, batch_size)
+    else:  # filled in by the fused update
+        logprobs = values = torch.zeros(packed.response_mask.shape, device=device)
     ref = anchor_logprobs(anchor, packed, temperature, batch_size)
     t2 = time.perf_counter()
     raw = reward_fn(list(prompts), samples.texts)

@@ -71,6 +71,9 @@ class PPOSettings:
     reward_norm: str = "none"  # none | batch | running
     reward_clip: float = 0.0  # > 0: clip processed rewards to ±reward_clip
     whiten_advantages: bool = True
+    # epochs = 1, one minibatch, no grad accumulation, no dropout: take π_old and V_old from the
+    # update's own forward (identical numbers, one policy forward less per iteration)
+    fuse_scoring: bool = True
 
 
 @dataclass
@@ -173,10 +176,43 @@ class RolloutRNG:
 
 def ppo_loss(model: torch.nn.Module, mb: dict[str, Any], cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, Any]]:
     """Clipped policy loss + vf_coef · clipped value loss − entropy_coef · entropy."""
-    p = cfg.ppo
     packed = mb["packed"]
     logp, values, logits = model(packed, cfg.generation.temperature)
-    mask = packed.response_mask
+    return ppo_loss_terms(logp, values, logits, packed.response_mask, mb, cfg)
+
+
+def can_fuse_scoring(cfg: PPOConfig, model: torch.nn.Module) -> bool:
+    """True when the update's first forward sees exactly π_old: one epoch, one minibatch holding
+    the whole rollout, no accumulation, and no dropout (eval- and train-mode forwards agree)."""
+    p, t = cfg.ppo, cfg.train
+    dropout = any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+    attn_dropout = float(getattr(getattr(model, "config", None), "attention_dropout", 0.0) or 0.0)
+    return (p.fuse_scoring and p.epochs == 1 and t.grad_accum == 1 and t.batch_size == p.rollout_batch
+            and not dropout and attn_dropout == 0.0)
+
+
+def fused_ppo_loss(model: torch.nn.Module, rollout: Rollout, processed: torch.Tensor, kl_coef: float,
+                   cfg: PPOConfig, stats_out: dict[str, float]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """PPO on the whole rollout with π_old, V_old taken (detached) from this very forward.
+
+    With the parameters not yet updated, these equal what a separate no-grad scoring pass
+    gives; rewards, GAE and whitening follow, then the usual losses (ratio = 1, so the clipped
+    objective's gradient is −A·∇log π). Batch statistics go to `stats_out`.
+    """
+    p = cfg.ppo
+    logp, values, logits = model(rollout.packed, cfg.generation.temperature)
+    rollout.logprobs, rollout.values = logp.detach(), values.detach()
+    stats_out.update(finish_rollout(rollout, processed, kl_coef, p.kl_estimator, p.gamma, p.lam,
+                                    p.whiten_advantages))
+    mb = {"old_logprobs": rollout.logprobs, "old_values": rollout.values,
+          "advantages": rollout.advantages, "returns": rollout.returns}
+    return ppo_loss_terms(logp, values, logits, rollout.mask, mb, cfg)
+
+
+def ppo_loss_terms(logp: torch.Tensor, values: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor,
+                   mb: dict[str, Any], cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The PPO objective from this forward's log-probs, values and logits and the batch's old values."""
+    p = cfg.ppo
     pg, pstats = clipped_policy_loss(logp, mb["old_logprobs"], mb["advantages"], mask, p.clip)
     vf, vstats = clipped_value_loss(values, mb["old_values"], mb["returns"], mask, p.value_clip)
     loss = pg + p.vf_coef * vf
@@ -248,6 +284,7 @@ def run(cfg: PPOConfig) -> RunResult:
         run_dir.truncate_metrics(-1)  # a run that died before its first checkpoint starts over
     start = trainer.step_count // steps_per_iter
     device = next(policy.parameters()).device
+    fused = can_fuse_scoring(cfg, policy)
 
     def measure(it: int) -> dict[str, float]:
         return evaluate_drift(trainer.unwrapped.lm, initial, tok, eval_prompts, reward_fn, ref_texts,
@@ -280,14 +317,25 @@ def run(cfg: PPOConfig) -> RunResult:
             try:
                 rollout: Rollout = collect_rollout(
                     trainer.unwrapped, anchor, tok, prompts, reward_fn, g.max_new_tokens, g.temperature,
-                    g.top_p, g.batch_size, rng.sampling_generator(trainer.rank), where=f" at iteration {it}")
+                    g.top_p, g.batch_size, rng.sampling_generator(trainer.rank), where=f" at iteration {it}",
+                    score_policy=not fused)
             except TrainingError as e:
                 raise TrainingError(f"{e}. Last good checkpoint: {trainer.last_checkpoint or 'none yet'}") from e
-            stats = finish_rollout(rollout, reward_proc(rollout.scores).to(device), kl_ctl.value,
-                                   p.kl_estimator, p.gamma, p.lam, p.whiten_advantages)
+            processed = reward_proc(rollout.scores).to(device)
             t0 = time.perf_counter()
             window: list[dict[str, float]] = []
-            for _epoch in range(p.epochs):
+            stats: dict[str, float] = {}
+            if fused:
+                torch.randperm(len(rollout), generator=rng.shuffle)  # the unfused path's shuffle: same RNG stream
+                window.append(trainer.step(
+                    lambda m, r, pr=processed, st=stats: fused_ppo_loss(m, r, pr, kl_ctl.value, cfg, st), [rollout]))
+                for unit in ("step", "epoch"):
+                    if elastic is not None and elastic.tick(unit):
+                        on_reset(it)
+            else:
+                stats = finish_rollout(rollout, processed, kl_ctl.value, p.kl_estimator, p.gamma, p.lam,
+                                       p.whiten_advantages)
+            for _epoch in range(0 if fused else p.epochs):
                 perm = torch.randperm(len(rollout), generator=rng.shuffle)
                 for k in range(len(rollout) // mb_size):
                     rows = perm[k * mb_size : (k + 1) * mb_size]
