@@ -43,3 +43,13 @@ def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
 
 def default_run_dir(recipe: str) -> str:
     return str(Path("runs") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def print_run_summary(name: str, res: RunResult, rows_title: str, row_fn: Any) -> None:
+    """The CLI's closing output: one table of per-round/iteration rows (`row_fn(metrics records)`)
+    and one of the run's headline metrics."""
+    from alignlab.progress import print_table
+    from alignlab.runs import read_metrics
+
+    print_table(rows_title, row_fn(read_metrics(res.run_dir / "metrics.jsonl")))
+    print_table(f"{name} run {res.run_dir}", [{"metric": k, "value": v} for k, v in res.metrics.items()])

@@ -53,7 +53,13 @@ from alignlab.eval.pass_at_k import Problem
 from alignlab.eval.sandbox import SandboxLimits
 from alignlab.losses.preference import LOSSES
 from alignlab.models import load_model
-from alignlab.recipe import RunResult, add_recipe_args, config_from_args, default_run_dir
+from alignlab.recipe import (
+    RunResult,
+    add_recipe_args,
+    config_from_args,
+    default_run_dir,
+    print_run_summary,
+)
 from alignlab.rl.scoring import Packed, response_logprobs
 from alignlab.runs import RunDir, atomic_write_text
 from alignlab.train.loop import Trainer, seed_everything
@@ -402,12 +408,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     def handler(args: argparse.Namespace) -> int:
         from alignlab.akd.report import round_rows
-        from alignlab.progress import print_table
-        from alignlab.runs import read_metrics
 
-        res = run(config_from_args(AKDConfig, args))
-        print_table("AKD rounds", round_rows(read_metrics(res.run_dir / "metrics.jsonl")))
-        print_table(f"AKD run {res.run_dir}", [{"metric": k, "value": v} for k, v in res.metrics.items()])
+        print_run_summary("AKD", run(config_from_args(AKDConfig, args)), "AKD rounds", round_rows)
         return 0
 
     p.set_defaults(func=handler)

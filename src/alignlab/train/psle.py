@@ -35,11 +35,17 @@ from alignlab.losses.psle import (
     threshold_schedule,
 )
 from alignlab.models import load_model
-from alignlab.recipe import RunResult, add_recipe_args, config_from_args, default_run_dir
+from alignlab.recipe import (
+    RunResult,
+    add_recipe_args,
+    config_from_args,
+    default_run_dir,
+    print_run_summary,
+)
 from alignlab.rl.rewards import RewardFn, check_finite_rewards, load_reward_fn
 from alignlab.rl.rollout import anchor_logprobs
 from alignlab.rl.scoring import Packed, pack, response_logprobs
-from alignlab.runs import RunDir, atomic_write_text, read_metrics
+from alignlab.runs import RunDir, atomic_write_text
 from alignlab.train.loop import Trainer, seed_everything
 from alignlab.train.ppo import GenerationSettings, RolloutRNG, mean_over_processes
 
@@ -387,11 +393,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_recipe_args(p)
 
     def handler(args: argparse.Namespace) -> int:
-        res = run(config_from_args(PSLEConfig, args))
-        from alignlab.progress import print_table
-
-        print_table("PSLE iterations", iteration_rows(read_metrics(res.run_dir / "metrics.jsonl")))
-        print_table(f"PSLE run {res.run_dir}", [{"metric": k, "value": v} for k, v in res.metrics.items()])
+        print_run_summary("PSLE", run(config_from_args(PSLEConfig, args)), "PSLE iterations", iteration_rows)
         return 0
 
     p.set_defaults(func=handler)
