@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from alignlab.errors import DataError
+from alignlab.data.jsonl import iter_jsonl
+from alignlab.errors import ConfigError, DataError
 from alignlab.logprobs import pad_batch
 
 Messages = list[dict[str, str]]
@@ -119,3 +121,21 @@ def as_messages(value: Any, where: str) -> str | Messages:
     if isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
         return value
     raise DataError(f"{where}: prompt must be a string or a list of {{role, content}} messages")
+
+
+def read_prompts(path: str | Path, setting: str, builtin: str) -> list[str | Messages]:
+    """Prompts of a .jsonl(.gz) file of {"prompt": str | messages} or a text file (one per line).
+
+    `setting`/`builtin` name the config key and its built-in value in the error for a path
+    that is not a file; a bad row is an error naming file:line.
+    """
+    p = Path(path)
+    if p.suffix in (".jsonl", ".gz"):
+        rows = [as_messages(row.get("prompt"), where) for where, row in iter_jsonl(p, "prompts file")]
+    elif p.is_file():
+        rows = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        raise ConfigError(f"{setting}: '{path}' is neither '{builtin}' nor a file")
+    if not rows:
+        raise DataError(f"{p}: no prompts")
+    return rows

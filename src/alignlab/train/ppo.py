@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from alignlab.config import ModelSettings, TrainSettings
-from alignlab.errors import ConfigError, DataError, TrainingError
+from alignlab.data.chat import read_prompts
+from alignlab.errors import ConfigError, TrainingError
 from alignlab.eval.drift import perplexity, reference_texts, sampled_kl
 from alignlab.losses.rl import (
     KL_ESTIMATORS,
@@ -129,26 +130,8 @@ def load_prompts(cfg: PPOConfig, tokenizer) -> tuple[list[str], list[str]]:
 
         world = World()
         return world.review_prompts(cfg.n_prompts, seed=cfg.train.seed), world.review_prompts(cfg.eval.n_prompts, seed=10_007)
-    from pathlib import Path
-
-    from alignlab.train.sft import read_jsonl
-
-    path = Path(cfg.prompts)
-    if path.suffix in (".jsonl", ".gz"):
-        prompts = []
-        for i, row in enumerate(read_jsonl(path), 1):
-            p = row.get("prompt")
-            if isinstance(p, list):
-                p = tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-            if not isinstance(p, str) or not p:
-                raise DataError(f"{path}:{i}: needs a non-empty 'prompt' (string or chat messages)")
-            prompts.append(p)
-    elif path.is_file():
-        prompts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    else:
-        raise ConfigError(f"prompts: '{cfg.prompts}' is neither 'testbed:reviews' nor a file")
-    if not prompts:
-        raise DataError(f"{path}: no prompts")
+    prompts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+               for p in read_prompts(cfg.prompts, "prompts", "testbed:reviews")]
     return prompts, prompts[: cfg.eval.n_prompts]
 
 

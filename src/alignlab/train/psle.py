@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from alignlab.config import ModelSettings, TrainSettings
-from alignlab.data.chat import Messages, as_messages
+from alignlab.data.chat import Messages, read_prompts
 from alignlab.errors import ConfigError, DataError, TrainingError
 from alignlab.generation import sample
 from alignlab.losses.psle import (
@@ -113,15 +113,7 @@ def load_queries(cfg: PSLEConfig) -> tuple[list[Query], list[Query]]:
         world = World()  # held-out prompts from another seed, as the PPO recipe does
         return world.review_prompts(cfg.n_queries, seed=cfg.train.seed), world.review_prompts(cfg.eval_queries, seed=10_007)
     path = Path(cfg.queries)
-    if path.suffix in (".jsonl", ".gz"):
-        from alignlab.train.sft import read_jsonl
-
-        rows: list[Query] = [as_messages(r.get("prompt") if isinstance(r, dict) else None, f"{path}:{i}")
-                             for i, r in enumerate(read_jsonl(path), 1)]
-    elif path.is_file():
-        rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    else:
-        raise ConfigError(f"queries: '{cfg.queries}' is neither 'testbed' nor a file")
+    rows = read_prompts(path, "queries", "testbed")
     if len(rows) <= cfg.eval_queries:
         raise DataError(f"{path}: {len(rows)} queries; need more than eval_queries={cfg.eval_queries} "
                         "(the last eval_queries rows are held out)")
