@@ -36,3 +36,28 @@ def test_truncation_is_flagged_and_errors_are_clear(tiny):
     batch = collate([encode_chat(tok, MSGS), encode_chat(tok, MSGS[:2])], tok.pad_token_id)
     assert batch["input_ids"].shape == batch["loss_mask"].shape
     assert batch["attention_mask"][1].sum() < batch["attention_mask"][0].sum()
+
+
+def test_read_prompts_jsonl_text_and_errors(tmp_path):
+    import json
+
+    import pytest
+
+    from alignlab.data.chat import read_prompts
+    from alignlab.errors import ConfigError, DataError
+
+    msgs = [{"role": "user", "content": "hi"}]
+    jl = tmp_path / "p.jsonl"
+    jl.write_text(json.dumps({"prompt": "a review :"}) + "\n\n" + json.dumps({"prompt": msgs}) + "\n")
+    assert read_prompts(jl, "prompts", "testbed:reviews") == ["a review :", msgs]
+    txt = tmp_path / "p.txt"
+    txt.write_text("one\n\n two \n")
+    assert read_prompts(txt, "prompts", "testbed:reviews") == ["one", " two "]
+    jl.write_text(json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": ""}) + "\n")
+    with pytest.raises(DataError, match=r"p\.jsonl:2: prompt is empty"):
+        read_prompts(jl, "prompts", "testbed:reviews")
+    with pytest.raises(ConfigError, match="queries: '.*nope' is neither 'testbed' nor a file"):
+        read_prompts(tmp_path / "nope", "queries", "testbed")
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(DataError, match="no prompts"):
+        read_prompts(tmp_path / "empty.txt", "prompts", "testbed:reviews")
