@@ -15,6 +15,13 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return picked - torch.logsumexp(logits, dim=-1)
 
 
+def sequence_logps(token_logps: torch.Tensor, mask: torch.Tensor, average: bool = False) -> torch.Tensor:
+    """Summed (or mean-token) log-probs per row of [N, T] token log-probs under a 0/1 mask."""
+    mask = mask.to(token_logps.dtype)
+    total = (token_logps * mask).sum(-1)
+    return total / mask.sum(-1).clamp_min(1) if average else total
+
+
 def sequence_logprobs(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -28,12 +35,7 @@ def sequence_logprobs(
     """
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     logits = out.logits[:, :-1]
-    lp = token_logprobs(logits, input_ids[:, 1:])
-    mask = loss_mask[:, 1:].to(lp.dtype)
-    total = (lp * mask).sum(-1)
-    if average:
-        return total / mask.sum(-1).clamp_min(1)
-    return total
+    return sequence_logps(token_logprobs(logits, input_ids[:, 1:]), loss_mask[:, 1:], average)
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:

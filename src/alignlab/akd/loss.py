@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import torch
 
+from alignlab.logprobs import sequence_logps
 from alignlab.losses.preference import preference_loss
 
 
 def sequence_nll(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean-token negative log-likelihood per row of [N, T] token log-probs under a 0/1 mask."""
-    mask = mask.to(token_logps.dtype)
-    return -(token_logps * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+    return -sequence_logps(token_logps, mask, average=True)
 
 
 def akd_loss(policy_pairs: torch.Tensor | None, ref_pairs: torch.Tensor | None, distill_nll: torch.Tensor | None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from alignlab.logprobs import sequence_logps
 from alignlab.losses.preference import dpo_loss, log_ratios
 
 RANKING_LOSSES = ("simpo", "dpo")
@@ -41,13 +42,6 @@ def sft_weights(r_a: torch.Tensor, r_b: torch.Tensor, temperature: float) -> tor
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     return torch.softmax(torch.stack([r_a, r_b], dim=-1).float() / temperature, dim=-1)
-
-
-def sequence_logps(token_logps: torch.Tensor, mask: torch.Tensor, average: bool) -> torch.Tensor:
-    """Summed (or mean-token) log-probs per row of [N, T] token log-probs under a 0/1 mask."""
-    mask = mask.to(token_logps.dtype)
-    total = (token_logps * mask).sum(-1)
-    return total / mask.sum(-1).clamp_min(1) if average else total
 
 
 def ranking_loss(logp_w: torch.Tensor, logp_l: torch.Tensor, beta: float, margin: float = 0.0) -> torch.Tensor:

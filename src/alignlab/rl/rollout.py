@@ -75,13 +75,17 @@ def score_rollout(policy: PolicyWithValue, packed: Packed, temperature: float, b
 
 @torch.no_grad()
 def anchor_logprobs(model: torch.nn.Module, packed: Packed, temperature: float, batch_size: int) -> torch.Tensor:
-    """log-probs of packed responses under a frozen model (the KL anchor or θ0), in chunks."""
+    """log-probs of packed responses under a model taken as fixed (the KL anchor, θ0, or a policy
+    as the reference of its own update), in chunks, in eval mode (restored afterwards)."""
+    was_training = model.training
+    model.eval()
     out = []
     R = packed.response_ids.shape[1]
     for s in range(0, len(packed), batch_size):
         chunk = packed.select(torch.arange(s, min(s + batch_size, len(packed))))
         lp = response_logprobs(model, chunk, temperature)
         out.append(torch.nn.functional.pad(lp, (0, R - lp.shape[1])))
+    model.train(was_training)
     return torch.cat(out)
 
 

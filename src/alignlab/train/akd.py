@@ -60,6 +60,7 @@ from alignlab.recipe import (
     default_run_dir,
     print_run_summary,
 )
+from alignlab.rl.rollout import anchor_logprobs
 from alignlab.rl.scoring import Packed, response_logprobs
 from alignlab.runs import RunDir, atomic_write_text
 from alignlab.train.loop import Trainer, seed_everything
@@ -242,15 +243,8 @@ def write_attempts(run_dir: RunDir, round_no: int, attempts: list[Attempt]) -> N
 @torch.no_grad()
 def reference_logps(model: torch.nn.Module, packed: Packed, batch_size: int) -> torch.Tensor:
     """[P, 2] summed response log-probs of pair rows under `model` (the student now), no grad."""
-    was = model.training
-    model.eval()
     device = next(model.parameters()).device
-    out = []
-    for s in range(0, len(packed), batch_size):
-        chunk = packed.select(torch.arange(s, min(s + batch_size, len(packed)))).to(device)
-        out.append(response_logprobs(model, chunk).sum(-1).float().cpu())
-    model.train(was)
-    return torch.cat(out).view(-1, 2)
+    return anchor_logprobs(model, packed.to(device), 1.0, batch_size).sum(-1).float().cpu().view(-1, 2)
 
 
 def make_loss_fn(cfg: AKDConfig, sink: list[dict[str, float]]):

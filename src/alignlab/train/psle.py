@@ -26,10 +26,10 @@ from alignlab.config import ModelSettings, TrainSettings
 from alignlab.data.chat import Messages, read_prompts
 from alignlab.errors import ConfigError, DataError, TrainingError
 from alignlab.generation import sample
+from alignlab.logprobs import sequence_logps
 from alignlab.losses.psle import (
     RANKING_LOSSES,
     psle_loss,
-    sequence_logps,
     sft_weights,
     split_by_threshold,
     threshold_schedule,
@@ -205,10 +205,7 @@ def label_queries(lm: torch.nn.Module, tokenizer, queries: list[Query], cfg: PSL
     data = Labelled(plain, packed, texts, rewards, delta, pair_mask,
                     sft_weights(rewards[:, 0], rewards[:, 1], cfg.sft_temperature))
     if cfg.ranking == "dpo":
-        was = lm.training
-        lm.eval()
         tok_lp = anchor_logprobs(lm, packed, 1.0, g.batch_size)
-        lm.train(was)
         data.ref_logps = sequence_logps(tok_lp, packed.response_mask, average=False).view(n, 2).cpu()
     return data, time.perf_counter() - t0
 
