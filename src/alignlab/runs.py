@@ -72,11 +72,12 @@ class RunDir:
         """All metrics records logged so far."""
         return read_metrics(self.metrics_path)
 
-    def truncate_metrics(self, after_step: int) -> None:
-        """Drop records past `after_step` (used on resume so the log has no duplicates)."""
+    def truncate_metrics(self, after_step: int, key: str = "step") -> None:
+        """Drop records whose `key` (default: step) is past `after_step` (used on resume so the log
+        has no duplicates); records without the key are kept."""
         if not self.is_main or not self.metrics_path.exists():
             return
-        keep = [r for r in self.metrics() if r.get("step", 0) <= after_step]
+        keep = [r for r in self.metrics() if r.get(key, 0) <= after_step]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
 
     # --- checkpoints -------------------------------------------------------------

@@ -309,12 +309,6 @@ def train_round(trainer: Trainer, data: RoundData, cfg: AKDConfig, round_no: int
 # --- the recipe --------------------------------------------------------------------------------
 
 
-def _truncate_rounds(run_dir: RunDir, done: int) -> None:
-    """Drop records of rounds after `done` (a resumed run redoes them)."""
-    keep = [r for r in run_dir.metrics() if r.get("round", 0) <= done]
-    atomic_write_text(run_dir.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
-
-
 def run(cfg: AKDConfig) -> RunResult:
     """Distil cfg.teacher into cfg.student over cfg.rounds adversarial rounds; held-out pass@k before/after."""
     from alignlab.akd.report import evaluate_held_out, summarize, write_akd_report
@@ -329,8 +323,8 @@ def run(cfg: AKDConfig) -> RunResult:
     state = AKDState()
     trainer = Trainer(student, cfg.train, run_dir, extra_state={"akd": state})
     run_dir.save_config(cfg)
-    if trainer.resume():
-        _truncate_rounds(run_dir, state.round)
+    if trainer.resume():  # a round can take no optimiser step: redo the rounds after the checkpoint's
+        run_dir.truncate_metrics(state.round, key="round")
     else:
         run_dir.truncate_metrics(-1)  # a run that died before its first checkpoint starts over
     teacher.to(trainer.accelerator.device)
