@@ -72,13 +72,20 @@ class RunDir:
         """All metrics records logged so far."""
         return read_metrics(self.metrics_path)
 
+    def write_jsonl(self, relpath: str, rows: list[dict[str, Any]]) -> None:
+        """Write `rows` as RUN/relpath (JSON lines, atomic, folders created); main process only."""
+        if not self.is_main:
+            return
+        out = self.path / relpath
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
+
     def truncate_metrics(self, after_step: int, key: str = "step") -> None:
         """Drop records whose `key` (default: step) is past `after_step` (used on resume so the log
         has no duplicates); records without the key are kept."""
         if not self.is_main or not self.metrics_path.exists():
             return
-        keep = [r for r in self.metrics() if r.get(key, 0) <= after_step]
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+        self.write_jsonl(self.metrics_path.name, [r for r in self.metrics() if r.get(key, 0) <= after_step])
 
     # --- checkpoints -------------------------------------------------------------
     def checkpoint_dir(self, step: int) -> Path:

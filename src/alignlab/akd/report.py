@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from alignlab.eval import pass_at_k as pak
-from alignlab.runs import RunDir, atomic_write_text
+from alignlab.runs import RunDir
 
 if TYPE_CHECKING:
     from alignlab.train.akd import AKDConfig
@@ -23,11 +22,7 @@ def evaluate_held_out(model: torch.nn.Module, tokenizer, problems: list[pak.Prob
     res = pak.evaluate_pass_at_k(model, tokenizer, problems, e.n, e.ks, g.max_new_tokens, e.temperature, g.top_p,
                                  g.batch_size, seed=cfg.train.seed + 12_345, limits=limits(cfg),
                                  workers=cfg.sandbox.workers)
-    if run_dir.is_main:
-        folder = run_dir.path / "eval"
-        folder.mkdir(exist_ok=True)
-        atomic_write_text(folder / f"round-{round_no:04d}-{label}.jsonl",
-                          "".join(json.dumps(s) + "\n" for s in res.samples))
+    run_dir.write_jsonl(f"eval/round-{round_no:04d}-{label}.jsonl", res.samples)
     return {f"eval_{k}": v for k, v in res.means.items()}
 
 

@@ -26,7 +26,6 @@ length; one record per round); `train.save_every` counts rounds; the LR schedule
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ from alignlab.recipe import (
 )
 from alignlab.rl.rollout import anchor_logprobs
 from alignlab.rl.scoring import Packed, response_logprobs
-from alignlab.runs import RunDir, atomic_write_text
+from alignlab.runs import RunDir
 from alignlab.train.loop import Trainer, seed_everything
 
 
@@ -230,11 +229,7 @@ def attempt(model: torch.nn.Module, tokenizer, problems: list[Problem], n: int, 
 
 def write_attempts(run_dir: RunDir, round_no: int, attempts: list[Attempt]) -> None:
     """RUN/attempts/round-NNNN.jsonl: every attempt with its sandbox result (rewritten on resume)."""
-    if not run_dir.is_main:
-        return
-    folder = run_dir.path / "attempts"
-    folder.mkdir(exist_ok=True)
-    atomic_write_text(folder / f"round-{round_no:04d}.jsonl", "".join(json.dumps(a.to_dict()) + "\n" for a in attempts))
+    run_dir.write_jsonl(f"attempts/round-{round_no:04d}.jsonl", [a.to_dict() for a in attempts])
 
 
 # --- training --------------------------------------------------------------------------------

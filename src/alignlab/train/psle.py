@@ -14,7 +14,6 @@ kept in RUN/samples/iteration-NNNN.jsonl with its reward, Δ and bucket.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ from alignlab.recipe import (
 from alignlab.rl.rewards import RewardFn, check_finite_rewards, load_reward_fn
 from alignlab.rl.rollout import anchor_logprobs
 from alignlab.rl.scoring import Packed, pack, response_logprobs
-from alignlab.runs import RunDir, atomic_write_text
+from alignlab.runs import RunDir
 from alignlab.train.loop import Trainer, seed_everything
 from alignlab.train.ppo import GenerationSettings, RolloutRNG, mean_over_processes
 
@@ -261,10 +260,7 @@ def write_samples(run_dir: RunDir, trainer: Trainer, rows: list[dict[str, Any]],
         from accelerate.utils import gather_object
 
         rows = gather_object(rows)
-    if trainer.is_main:
-        folder = run_dir.path / "samples"
-        folder.mkdir(exist_ok=True)
-        atomic_write_text(folder / f"iteration-{iteration:04d}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    run_dir.write_jsonl(f"samples/iteration-{iteration:04d}.jsonl", rows)
 
 
 # --- the recipe -----------------------------------------------------------------------------
