@@ -19,7 +19,7 @@ from alignlab.demo_stages import DemoContext, StageResult
 from alignlab.embedding_rm.annotate import simulate_preferences
 from alignlab.embedding_rm.data import PairData
 from alignlab.embedding_rm.embed import EmbedSettings, Encoder, embed_pairs
-from alignlab.embedding_rm.ensemble import train_ensemble
+from alignlab.embedding_rm.ensemble import AGGREGATION_LABELS, train_ensemble
 from alignlab.embedding_rm.gbdt import GBDTSettings
 from alignlab.embedding_rm.heads import MLPSettings
 from alignlab.embedding_rm.pools import Pool, sample_pool
@@ -73,7 +73,7 @@ def run(ctx: DemoContext) -> StageResult:
         "single GBDT": train_ensemble(data, 1, "gbdt", objective="cls", gbdt=gbdt, progress=False).score(emb),
     }
     ens = train_ensemble(data, members, "mlp", mlp=mlp, progress=False)
-    for agg, label in (("mean", "mean"), ("min", "min"), ("mean_minus_std", "mean−1·std")):
+    for agg, label in AGGREGATION_LABELS.items():
         scorers[f"{members} MLPs, {label}"] = ens.score(emb, agg)
     rows, curves = [], {}
     if not ctx.quick:  # the SPEC-default embedding, for comparison
