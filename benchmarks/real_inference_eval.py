@@ -51,6 +51,21 @@ def sea_sites(model, tok, demos, kind: str, top: int) -> tuple[dict, list]:
     return {k: {s: v[s] for s in keep} for k, v in acts.items()}, ranked
 
 
+def sea_study(model, tok, demos: list, evaluate, k: float, args, label: str) -> dict:
+    """Fit SEA at the chosen sites from `demos`, then `evaluate()` unedited and under each feature map."""
+    acts, ranked = sea_sites(model, tok, demos, args.site_kind, args.top_layers)
+    out = {"n_fit": len(demos), "layer_scores_top5": [(str(s), v) for s, v in ranked[:5]], "base": evaluate()}
+    log(f"{label} base {out['base']}")
+    for feat in args.features:
+        editor = sea.fit_from_activations(acts, k, k, feat)
+        with editor.apply(model):
+            m = evaluate()
+        m["ranks"] = {str(s): [e.k_pos, e.k_neg] for s, e in editor.edits.items()}
+        out[f"sea_{feat}"] = m
+        log(f"{label} SEA {feat} {m}")
+    return out
+
+
 def truthfulqa(model, tok, args, res: dict) -> None:
     items = load_truthfulqa(Path(args.data) / "truthfulqa" / "TruthfulQA.csv")
     random.Random(0).shuffle(items)
@@ -58,17 +73,8 @@ def truthfulqa(model, tok, args, res: dict) -> None:
     prompts = [qa_prompt(it.question) for it in fit]
     neutral = first_line(sea.neutral_answers(model, tok, prompts, max_new_tokens=20))
     demos = [sea.Demo(p, " " + it.best, " " + it.incorrect[0], n) for p, it, n in zip(prompts, fit, neutral)]
-    acts, ranked = sea_sites(model, tok, demos, args.site_kind, args.top_layers)
-    res["truthfulqa"] = {"n_fit": len(fit), "n_eval": len(test), "layer_scores_top5": [(str(s), v) for s, v in ranked[:5]]}
-    res["truthfulqa"]["base"] = evaluate_mc(model, tok, test)
-    log(f"TruthfulQA base {res['truthfulqa']['base']}")
-    for feat in args.features:
-        editor = sea.fit_from_activations(acts, args.k_truth, args.k_truth, feat)
-        with editor.apply(model):
-            m = evaluate_mc(model, tok, test)
-        m["ranks"] = {str(s): [e.k_pos, e.k_neg] for s, e in editor.edits.items()}
-        res["truthfulqa"][f"sea_{feat}"] = m
-        log(f"TruthfulQA SEA {feat} {m}")
+    res["truthfulqa"] = {"n_eval": len(test), **sea_study(model, tok, demos, lambda: evaluate_mc(model, tok, test),
+                                                          args.k_truth, args, "TruthfulQA")}
 
 
 def bbq(model, tok, args, res: dict) -> None:
@@ -79,15 +85,8 @@ def bbq(model, tok, args, res: dict) -> None:
     prompts = [bbq_prompt(q) for q in pool]
     neutral = first_line(sea.neutral_answers(model, tok, prompts, max_new_tokens=12))
     demos = [sea.Demo(p, " " + q.options[q.label], " " + q.options[q.stereotyped], n) for p, q, n in zip(prompts, pool, neutral)]
-    acts, ranked = sea_sites(model, tok, demos, args.site_kind, args.top_layers)
-    res["bbq"] = {"n_fit": len(pool), "n_eval": len(test), "layer_scores_top5": [(str(s), v) for s, v in ranked[:5]]}
-    res["bbq"]["base"] = evaluate_bias(model, tok, test)
-    log(f"BBQ base {res['bbq']['base']}")
-    for feat in args.features:
-        editor = sea.fit_from_activations(acts, args.k_bias, args.k_bias, feat)
-        with editor.apply(model):
-            res["bbq"][f"sea_{feat}"] = evaluate_bias(model, tok, test)
-        log(f"BBQ SEA {feat} {res['bbq'][f'sea_{feat}']}")
+    res["bbq"] = {"n_eval": len(test), **sea_study(model, tok, demos, lambda: evaluate_bias(model, tok, test),
+                                                   args.k_bias, args, "BBQ")}
 
 
 def function_vectors(model, tok, args, res: dict, out: Path) -> None:
