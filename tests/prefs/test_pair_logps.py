@@ -15,20 +15,24 @@ def _single(model, prompt: list[int], response: list[int]) -> float:
     return float(sequence_logprobs(model, ids, torch.ones_like(ids), mask))
 
 
-def test_pair_logps_match_unpadded(tiny):
-    model, tok = tiny
-    model.eval()
-    items = [EncodedPair([5, 6, 7, 8], [20, 21], [30]), EncodedPair([9], [40, 41, 42], [50, 51]),
-             EncodedPair([3, 4], [60], [70, 71, 72, 73])]
-    batch = collate_pairs(items, tok.pad_token_id)
+def _assert_matches_unpadded(model, batch, items, lens):
+    """Summed and length-normalised pair log-probs equal each sequence scored alone, unpadded;
+    `lens` are the response lengths (chosen of every item, then rejected)."""
     with torch.no_grad():
         got = prefs.pair_logps(model, batch)
         want = [_single(model, e.prompt_ids, e.chosen_ids) for e in items]
         want += [_single(model, e.prompt_ids, e.rejected_ids) for e in items]
         assert torch.allclose(got, torch.tensor(want), atol=1e-4)
         mean = prefs.pair_logps(model, batch, length_normalize=True)
-        lens = [2, 3, 1, 1, 2, 4]
-        assert torch.allclose(mean, torch.tensor(want) / torch.tensor(lens, dtype=torch.float), atol=1e-4)
+    assert torch.allclose(mean, torch.tensor(want) / torch.tensor(lens, dtype=torch.float), atol=1e-4)
+
+
+def test_pair_logps_match_unpadded(tiny):
+    model, tok = tiny
+    model.eval()
+    items = [EncodedPair([5, 6, 7, 8], [20, 21], [30]), EncodedPair([9], [40, 41, 42], [50, 51]),
+             EncodedPair([3, 4], [60], [70, 71, 72, 73])]
+    _assert_matches_unpadded(model, collate_pairs(items, tok.pad_token_id), items, [2, 3, 1, 1, 2, 4])
 
 
 def test_full_logits_path_agrees(tiny, monkeypatch):
@@ -52,14 +56,7 @@ def test_packed_layout_matches_unpadded(tiny):
              EncodedPair([3, 4], [60], [70, 71, 72, 73]), EncodedPair([11, 12, 13, 14, 15, 16, 22, 23, 24, 25], [17, 18], [19])]
     batch = collate_pairs_packed(items, tok.pad_token_id)
     assert batch["input_ids"].shape[0] < len(items)  # short pairs share a row
-    with torch.no_grad():
-        got = prefs.pair_logps(model, batch)
-        want = [_single(model, e.prompt_ids, e.chosen_ids) for e in items]
-        want += [_single(model, e.prompt_ids, e.rejected_ids) for e in items]
-        assert torch.allclose(got, torch.tensor(want), atol=1e-4)
-        mean = prefs.pair_logps(model, batch, length_normalize=True)
-    lens = [2, 3, 1, 2, 1, 2, 4, 1]
-    assert torch.allclose(mean, torch.tensor(want) / torch.tensor(lens, dtype=torch.float), atol=1e-4)
+    _assert_matches_unpadded(model, batch, items, [2, 3, 1, 2, 1, 2, 4, 1])
 
 
 def test_packed_gradients_match_padded(tiny):
