@@ -377,10 +377,9 @@ def run(cfg: AKDConfig) -> RunResult:
             bar.advance(pairs=len(pairs), student=rec.get("student_pass_rate", 0.0))
             if cfg.train.save_every > 0 and r % cfg.train.save_every == 0:
                 trainer.save_checkpoint()
-    final = trainer.save_final()
+    final = trainer.save_final(tok)
     records = run_dir.metrics()
     if trainer.is_main:
-        tok.save_pretrained(final)
         write_akd_report(run_dir, records, cfg)
     return RunResult(run_dir.path, summarize(records, cfg, time.perf_counter() - t_start), final)
 

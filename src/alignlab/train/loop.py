@@ -228,8 +228,9 @@ class Trainer:
         self.run.truncate_metrics(self.step_count)
         return True
 
-    def save_final(self, out: Path | None = None) -> Path:
-        """Save the trained model in transformers/PEFT format under RUN/final."""
+    def save_final(self, tokenizer=None, out: Path | None = None) -> Path:
+        """Save the trained model in transformers/PEFT format under RUN/final, with its tokenizer
+        when given (so the folder loads back with `from_pretrained` alone)."""
         out = out or (self.run.path / "final")
         self.accelerator.wait_for_everyone()
         if self.is_main:
@@ -237,6 +238,8 @@ class Trainer:
                 self.save_fn(self.unwrapped, out)
             else:
                 self.unwrapped.save_pretrained(out, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(out)
         return out
 
     # --- dataset-driven training -------------------------------------------------------

@@ -348,10 +348,9 @@ def run(cfg: PPOConfig) -> RunResult:
             bar.advance(reward=stats["reward"], kl=stats["kl"])
             if cfg.train.save_every > 0 and it % cfg.train.save_every == 0:
                 trainer.save_checkpoint()
-    final = trainer.save_final()
+    final = trainer.save_final(tok)
     records = run_dir.metrics()
     if trainer.is_main:
-        tok.save_pretrained(final)
         write_ppo_report(run_dir, records, cfg)
     evals = [r for r in records if "eval_reward" in r]
     metrics = {k: evals[-1][k] for k in ("eval_reward", "eval_kl", "eval_ppl") if evals and k in evals[-1]}

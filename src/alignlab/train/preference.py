@@ -356,7 +356,7 @@ def run(cfg: PrefsConfig) -> RunResult:
     result = trainer.fit(train_items, pair_collator(trainer.unwrapped, pad, cfg.packing), make_loss_fn(cfg, ref_model),
                          evaluate=evaluate, eval_every=cfg.eval_every, desc=cfg.loss)
     seconds = time.time() - t0 - eval_seconds[0]  # training steps only
-    final = trainer.save_final()
+    final = trainer.save_final(tok)
     metrics: dict[str, Any] = {
         "loss": result.metrics.get("loss"), "train_pairs": len(train_items), "eval_pairs": len(eval_items),
         "seconds_per_step": seconds / max(1, result.steps), "skipped_rows": len(read_report.skipped),
@@ -367,7 +367,6 @@ def run(cfg: PrefsConfig) -> RunResult:
         metrics[k] = result.metrics.get(k)
     metrics.update({k: v for k, v in result.metrics.items() if k.startswith("eval_")})
     if trainer.is_main:
-        tok.save_pretrained(final)
         from alignlab.report import write_report
 
         fig = _reward_figure(run_dir, f"{cfg.loss}: implicit rewards over training")

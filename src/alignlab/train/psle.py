@@ -332,10 +332,9 @@ def run(cfg: PSLEConfig) -> RunResult:
             bar.advance(tau=tau, pairs=stats["n_pairs"], reward=stats["reward_plain"])
             if cfg.train.save_every > 0 and it % cfg.train.save_every == 0:
                 trainer.save_checkpoint()
-    final = trainer.save_final()
+    final = trainer.save_final(tok)
     records = run_dir.metrics()
     if trainer.is_main:
-        tok.save_pretrained(final)
         write_psle_report(run_dir, records, cfg)
     return RunResult(run_dir.path, summarize(records, run_dir, time.perf_counter() - t_start), final)
 

@@ -128,13 +128,12 @@ def run(cfg: RewardConfig) -> RunResult:
 
     result = trainer.fit(train_items, lambda b: collate_rankings(b, pad), make_loss_fn(cfg.score_penalty),
                          evaluate=evaluate, eval_every=cfg.eval_every, desc="rm")
-    final = trainer.save_final()
+    final = trainer.save_final(tok)
     metrics = {"loss": result.metrics.get("loss"), "train_examples": len(train_items),
                "eval_examples": len(eval_items), "truncated": stats.prompt_truncated + eval_stats.prompt_truncated,
                "skipped_rows": len(read_report.skipped)}
     metrics.update({k: v for k, v in result.metrics.items() if k.startswith("eval_")})
     if trainer.is_main:
-        tok.save_pretrained(final)
         from alignlab.report import write_report
 
         notes = [f"data: {read_report.summary()}", f"train: {stats.report()}", f"eval: {eval_stats.report()}",

@@ -81,9 +81,8 @@ def run(cfg: SFTConfig) -> RunResult:
     trainer = Trainer(model, cfg.train, run_dir)
     run_dir.save_config(cfg)
     result = trainer.fit(examples, lambda b: collate(b, tok.pad_token_id), causal_lm_loss, desc="sft")
-    final = trainer.save_final()
+    final = trainer.save_final(tok)
     if trainer.is_main:
-        tok.save_pretrained(final)
         from alignlab.report import write_report
 
         write_report(run_dir.path, title="SFT", notes=[stats.report()])
