@@ -145,6 +145,12 @@ class RolloutRNG:
     def __init__(self, seed: int):
         self.shuffle = torch.Generator().manual_seed(seed * 7919 + 1)
 
+    def draw(self, n_pool: int, k: int) -> list[int]:
+        """k pool indices for this iteration: distinct when the pool has k, else with repeats."""
+        if n_pool >= k:
+            return torch.randperm(n_pool, generator=self.shuffle)[:k].tolist()
+        return torch.randint(n_pool, (k,), generator=self.shuffle).tolist()
+
     def sampling_generator(self, rank: int) -> torch.Generator:
         """A fresh generator for this iteration's sampling on process `rank`."""
         base = int(torch.randint(2**62, (1,), generator=self.shuffle))
@@ -289,12 +295,7 @@ def run(cfg: PPOConfig) -> RunResult:
     with progress_bar("ppo", total=p.iterations, completed=start,
                       enabled=cfg.train.progress and trainer.is_main) as bar:
         for it in range(start + 1, p.iterations + 1):
-            n_pool = len(train_prompts)
-            if n_pool >= p.rollout_batch:
-                idx = torch.randperm(n_pool, generator=rng.shuffle)[: p.rollout_batch]
-            else:
-                idx = torch.randint(n_pool, (p.rollout_batch,), generator=rng.shuffle)
-            prompts = [train_prompts[int(i)] for i in idx]
+            prompts = [train_prompts[i] for i in rng.draw(len(train_prompts), p.rollout_batch)]
             if ema_anchor:
                 anchor.load_state_dict(elastic.ema_state("lm."), strict=False)
             try:

@@ -299,13 +299,9 @@ def run(cfg: PSLEConfig) -> RunResult:
                       enabled=cfg.train.progress and trainer.is_main) as bar:
         for it in range(start + 1, cfg.iterations + 1):
             tau = threshold_schedule(cfg.tau0, cfg.alpha, it - 1)
-            n_pool = len(train_q)
-            if n_pool >= cfg.queries_per_iteration:
-                idx = torch.randperm(n_pool, generator=rng.shuffle)[: cfg.queries_per_iteration]
-            else:
-                idx = torch.randint(n_pool, (cfg.queries_per_iteration,), generator=rng.shuffle)
+            queries = [train_q[i] for i in rng.draw(len(train_q), cfg.queries_per_iteration)]
             try:
-                data, t_gen = label_queries(policy, tok, [train_q[int(i)] for i in idx], cfg, reward_fn, tau,
+                data, t_gen = label_queries(policy, tok, queries, cfg, reward_fn, tau,
                                             rng.sampling_generator(trainer.rank), where=f" at iteration {it}")
             except TrainingError as e:
                 raise TrainingError(f"{e}. Last good checkpoint: {trainer.last_checkpoint or 'none yet'}") from e
