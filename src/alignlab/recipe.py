@@ -1,13 +1,16 @@
-"""What every recipe shares: config from YAML + overrides, a run directory, a result.
+"""The one recipe contract: a typed config dataclass + `run(cfg) -> RunResult`.
 
-A recipe is a config dataclass plus `run(config) -> RunResult`; its CLI is
-`add_recipe_args` + `config_from_args` + `run`.
+Every command (sft, rm, prefs, ppo, psle, akd, steer, fv, sea, embed, erm) is registered with
+`register_recipe`: one flag style (`-c CONFIG`, `key=value` overrides, `--out RUN_DIR`), one
+summary printer (`print_summary`). A recipe writes RUN/config.yaml, RUN/metrics.jsonl and
+RUN/report.html and never prints; the CLI prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,15 +18,22 @@ from typing import Any, TypeVar
 from alignlab.config import load_config
 
 T = TypeVar("T")
+Scalar = int | float | str | bool | None
+RowsFn = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 @dataclass
 class RunResult:
-    """What a recipe returns: where its run lives and its headline numbers."""
+    """What a recipe returns: where its run lives and its headline numbers (scalars only)."""
 
     run_dir: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Scalar] = field(default_factory=dict)
     model_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        bad = [k for k, v in self.metrics.items() if not isinstance(v, (int, float, str, bool, type(None)))]
+        if bad:
+            raise TypeError(f"RunResult.metrics must hold scalars; {bad} are not (log rows to metrics.jsonl)")
 
 
 def add_recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -45,11 +55,34 @@ def default_run_dir(recipe: str) -> str:
     return str(Path("runs") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def print_run_summary(name: str, res: RunResult, rows_title: str, row_fn: Any) -> None:
-    """The CLI's closing output: one table of per-round/iteration rows (`row_fn(metrics records)`)
-    and one of the run's headline metrics."""
+def print_summary(name: str, res: RunResult, rows_fn: RowsFn | None = None, rows_title: str = "") -> None:
+    """The CLI's closing output, the same for every recipe: an optional table of per-step /
+    per-iteration rows (`rows_fn(metrics records)`), the headline metrics, and the report path."""
     from alignlab.progress import print_table
     from alignlab.runs import read_metrics
 
-    print_table(rows_title, row_fn(read_metrics(res.run_dir / "metrics.jsonl")))
+    if rows_fn is not None:
+        rows = rows_fn(read_metrics(res.run_dir / "metrics.jsonl"))
+        if rows:
+            print_table(rows_title or f"{name} progress", rows)
     print_table(f"{name} run {res.run_dir}", [{"metric": k, "value": v} for k, v in res.metrics.items()])
+    report = res.run_dir / "report.html"
+    if report.exists():
+        print(f"report: {report}")
+    if res.model_dir is not None:
+        print(f"model: {res.model_dir}")
+
+
+def register_recipe(sub: argparse._SubParsersAction, name: str, help: str, config_cls: type[T],
+                    run: Callable[[T], RunResult], rows_fn: RowsFn | None = None, rows_title: str = "",
+                    title: str = "") -> argparse.ArgumentParser:
+    """Add subcommand `name`: parse the config the one way, run, print the one summary."""
+    p = sub.add_parser(name, help=help, description=(config_cls.__doc__ or help).strip())
+    add_recipe_args(p)
+
+    def handler(args: argparse.Namespace) -> int:
+        print_summary(title or name, run(config_from_args(config_cls, args)), rows_fn, rows_title)
+        return 0
+
+    p.set_defaults(func=handler)
+    return p
