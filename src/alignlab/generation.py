@@ -18,6 +18,16 @@ from alignlab.logprobs import pad_batch
 
 
 @dataclass
+class SamplingSettings:
+    """How responses are sampled (rollouts, self-labelling, code attempts): one settings block."""
+
+    max_new_tokens: int = 24
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    batch_size: int = 64  # sequences per generation / scoring forward
+
+
+@dataclass
 class Samples:
     """Generated responses: token ids (no padding) and decoded texts, per prompt."""
 
@@ -74,10 +84,17 @@ def sample(
     generator: torch.Generator | None = None,
     stop_ids: Sequence[int] | None = None,
 ) -> Samples:
-    """Sample one response per prompt; temperature 0 means greedy."""
+    """Sample one response per prompt; temperature 0 means greedy.
+
+    `generator` may live on any device: one on another device than the model seeds a fresh
+    generator on the model's device from its stream (so CUDA sampling works with CPU seeds).
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    if generator is not None and generator.device != torch.device(device):
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        generator = torch.Generator(device=device).manual_seed(seed)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     stops = torch.tensor(list(stop_ids if stop_ids is not None else stop_token_ids(tokenizer)), device=device)
     all_prompt_ids = [

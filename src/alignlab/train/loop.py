@@ -1,18 +1,24 @@
 """The one training loop every method shares.
 
-A method supplies `loss_fn(model, batch) -> (loss, metrics)`; the loop does the rest:
-data order (seeded, sharded over processes), gradient accumulation, clipping, the LR
-schedule, logging to metrics.jsonl and a progress bar, NaN checks, atomic checkpoints
-and exact resume. Online methods (PPO) call `Trainer.step` on their own minibatches.
-Accelerate sits underneath, so `accelerate launch` gives DDP/FSDP without changes.
+A method supplies `loss_fn(model, batch) -> (loss, metrics)` and its data; the trainer does
+the rest. Offline methods (SFT, RM, DPO…) give a dataset + collate: `Trainer.fit`. Online
+methods (PPO, PSLE, AKD) give `collect(iteration) -> Buffer`: `Trainer.fit_online` runs
+collect → epochs of shuffled minibatches → `step`, and calls `Callback`s (`on_step`,
+`on_epoch`, `on_iteration`; Elastic Reset is one). Both share: data order (seeded, sharded
+over processes, one checkpointed `OnlineRNG`), gradient accumulation, clipping, the LR
+schedule, every micro-batch moved to the accelerator's device (`to_device`), logging to
+metrics.jsonl and a progress bar, NaN checks naming the last good checkpoint, atomic
+checkpoints and exact resume. Accelerate sits underneath, so `accelerate launch` gives DDP
+and `mixed_precision: bf16` applies to every recipe.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +37,77 @@ LossFn = Callable[[torch.nn.Module, Any], "tuple[torch.Tensor, dict[str, Any]]"]
 class Stateful(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Buffer(Protocol):
+    """What an online method collects per iteration: rows the trainer shuffles into minibatches.
+
+    A buffer may also define `micro_batches(batch_size, generator) -> list` to lay out one epoch
+    itself (e.g. mixing two kinds of rows in proportion); otherwise the trainer takes full
+    micro-batches of a seeded permutation through `minibatch(rows)`.
+    """
+
+    def __len__(self) -> int: ...
+    def minibatch(self, rows: torch.Tensor) -> Any: ...
+
+
+class Callback:
+    """Hooks of the online loop; subclass and override what you need (Elastic Reset is one)."""
+
+    def on_step(self, trainer: Trainer, iteration: int) -> None:
+        """After each optimiser step."""
+
+    def on_epoch(self, trainer: Trainer, iteration: int) -> None:
+        """After each pass over the iteration's buffer."""
+
+    def on_iteration(self, trainer: Trainer, iteration: int) -> None:
+        """After the iteration's updates, before its record is built."""
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """`batch` with every tensor on `device`: tensors, dicts, lists/tuples, dataclasses."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    if is_dataclass(batch) and not isinstance(batch, type):
+        return replace(batch, **{f.name: to_device(getattr(batch, f.name), device) for f in fields(batch) if f.init})
+    return batch
+
+
+def device_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A seeded generator on `device` (sampling on CUDA needs a CUDA generator)."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+class OnlineRNG:
+    """The online loop's random stream (prompt draws, minibatch order, sampling seeds), checkpointed.
+
+    It is identical on every process; each process samples with a generator seeded from it plus
+    its rank, so processes draw different responses and one saved state resumes all.
+    """
+
+    def __init__(self, seed: int):
+        self.shuffle = torch.Generator().manual_seed(seed * 7919 + 1)
+
+    def draw(self, n_pool: int, k: int) -> list[int]:
+        """k pool indices for this iteration: distinct when the pool has k, else with repeats."""
+        if n_pool >= k:
+            return torch.randperm(n_pool, generator=self.shuffle)[:k].tolist()
+        return torch.randint(n_pool, (k,), generator=self.shuffle).tolist()
+
+    def sampling_generator(self, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
+        """A fresh generator on `device` for this iteration's sampling on process `rank`."""
+        base = int(torch.randint(2**62, (1,), generator=self.shuffle))
+        return device_generator(base + rank, device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"shuffle": self.shuffle.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.shuffle.set_state(state["shuffle"])
 
 
 @dataclass
@@ -96,7 +173,8 @@ class Trainer:
         self.run = run or RunDir(Path("runs") / "scratch", is_main=self.is_main)
         self.run.is_main = self.is_main
         self.total_steps = total_steps
-        self.extra_state = extra_state or {}
+        self.rng = OnlineRNG(cfg.seed)
+        self.extra_state = {"rollout_rng": self.rng, **(extra_state or {})}
         self.save_fn = save_fn
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -107,6 +185,7 @@ class Trainer:
             self.optimizer, _lr_lambda(cfg, total_steps)
         )
         self.step_count = 0
+        self.iteration = 0  # online iterations done (fit_online)
         self.last_checkpoint: Path | None = None
 
     # --- process info ---------------------------------------------------------------
@@ -126,6 +205,13 @@ class Trainer:
     def unwrapped(self) -> torch.nn.Module:
         return self.accelerator.unwrap_model(self.model)
 
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    def checkpoint_hint(self) -> str:
+        return f"Last good checkpoint: {self.last_checkpoint or 'none yet'}"
+
     # --- one optimiser step ---------------------------------------------------------
     def step(self, loss_fn: LossFn, micro_batches: Sequence[Any]) -> dict[str, float]:
         """Accumulate gradients over `micro_batches`, clip, step; return mean metrics."""
@@ -136,11 +222,11 @@ class Trainer:
             sync = i == n - 1
             ctx = self.accelerator.no_sync(self.model) if not sync and self.world > 1 else _null()
             with ctx:
-                loss, metrics = loss_fn(self.model, batch)
+                loss, metrics = loss_fn(self.model, to_device(batch, self.device))
                 if not torch.isfinite(loss.detach()).all():
                     raise TrainingError(
                         f"loss is {float(loss.detach())} at step {self.step_count + 1}; stopped. "
-                        f"Last good checkpoint: {self.last_checkpoint or 'none yet'}"
+                        + self.checkpoint_hint()
                     )
                 self.accelerator.backward(loss / n)
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / n
@@ -153,7 +239,7 @@ class Trainer:
         if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):
             raise TrainingError(
                 f"gradient norm is {float(grad_norm)} at step {self.step_count + 1}; stopped. "
-                f"Last good checkpoint: {self.last_checkpoint or 'none yet'}"
+                + self.checkpoint_hint()
             )
         self.optimizer.step()
         self.scheduler.step()
@@ -162,10 +248,11 @@ class Trainer:
         if grad_norm is not None:
             sums["grad_norm"] = float(grad_norm)
         sums["lr"] = self.scheduler.get_last_lr()[0]
-        return self._reduce(sums)
+        return self.mean_over_processes(sums)
 
-    def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
-        if self.world == 1:
+    def mean_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Each value averaged over processes (identical on every process afterwards)."""
+        if self.world == 1 or not metrics:
             return metrics
         keys = sorted(metrics)
         t = torch.tensor([metrics[k] for k in keys], device=self.accelerator.device)
@@ -190,6 +277,7 @@ class Trainer:
         save_file(self.trainable_state(), str(tmp / "trainable.safetensors"))
         state = {
             "step": self.step_count,
+            "iteration": self.iteration,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": {
@@ -224,6 +312,7 @@ class Trainer:
             if k in state["extra"]:
                 v.load_state_dict(state["extra"][k])
         self.step_count = int(state["step"])
+        self.iteration = int(state.get("iteration", 0))
         self.last_checkpoint = ckpt
         self.run.truncate_metrics(self.step_count)
         return True
@@ -306,6 +395,92 @@ class Trainer:
             self.run.log({"step": self.step_count, "final": True, **final})
         last = history[-1] if history else {}
         return TrainResult(self.step_count, {**last, **final}, history)
+
+    # --- collect-then-update training (PPO, PSLE, AKD) -----------------------------------
+    def epoch_micro_batches(self, buffer: Buffer) -> list[Any]:
+        """One epoch of `buffer`: its own layout, or full micro-batches of a seeded permutation."""
+        bs = self.cfg.batch_size
+        if hasattr(buffer, "micro_batches"):
+            return buffer.micro_batches(bs, self.rng.shuffle)
+        perm = torch.randperm(len(buffer), generator=self.rng.shuffle)
+        return [buffer.minibatch(perm[i:i + bs]) for i in range(0, len(buffer) - bs + 1, bs)]
+
+    def fit_online(
+        self,
+        collect: Callable[[int], Buffer],
+        loss_fn: LossFn,
+        iterations: int,
+        epochs: int = 1,
+        finish: Callable[[int, Buffer, list[dict[str, float]]], dict[str, Any]] | None = None,
+        start: Callable[[], dict[str, Any]] | None = None,
+        evaluate: Callable[[int], dict[str, Any]] | None = None,
+        eval_every: int = 0,
+        callbacks: Sequence[Callback] = (),
+        desc: str = "train",
+        show: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run `iterations` of collect → `epochs` passes over the buffer → one record, resuming.
+
+        Per epoch the buffer's micro-batches (`epoch_micro_batches`) go `grad_accum` at a time
+        into `step`. `finish(it, buffer, step_metrics)` ends an iteration (update method state,
+        return the record's entries; default: the mean of the step metrics). `start()` is logged
+        as iteration 0 of a fresh run; `evaluate(it)` joins the record every `eval_every`
+        iterations and at the last. One record per iteration; `train.save_every` counts
+        iterations; `show` maps progress-bar labels to record keys. Returns this call's records.
+        """
+        if self.resume():  # an iteration may take no step: cut the log by iteration too
+            self.run.truncate_metrics(self.iteration, key="iteration")
+        else:
+            self.run.truncate_metrics(-1)  # a run that died before its first checkpoint starts over
+        records: list[dict[str, Any]] = []
+        if self.iteration == 0 and start is not None:
+            rec = {"step": self.step_count, "iteration": 0, **start()}
+            self.run.log(rec)
+            records.append(rec)
+        from alignlab.progress import progress_bar
+
+        ga = self.cfg.grad_accum
+        with progress_bar(desc, total=iterations, completed=self.iteration,
+                          enabled=self.cfg.progress and self.is_main) as bar:
+            for it in range(self.iteration + 1, iterations + 1):
+                t0 = time.perf_counter()
+                try:
+                    buffer = collect(it)
+                except TrainingError as e:
+                    raise TrainingError(f"{e}. {self.checkpoint_hint()}") from e
+                t1 = time.perf_counter()
+                window: list[dict[str, float]] = []
+                for _epoch in range(epochs):
+                    micro = self.epoch_micro_batches(buffer)
+                    for s in range(0, len(micro), ga):
+                        window.append(self.step(loss_fn, micro[s:s + ga]))
+                        for cb in callbacks:
+                            cb.on_step(self, it)
+                    for cb in callbacks:
+                        cb.on_epoch(self, it)
+                for cb in callbacks:
+                    cb.on_iteration(self, it)
+                self.iteration = it
+                rec = {"step": self.step_count, "iteration": it}
+                rec.update(finish(it, buffer, window) if finish is not None else mean_metrics(window))
+                rec.update(time_collect=round(t1 - t0, 4), time_update=round(time.perf_counter() - t1, 4))
+                if evaluate is not None and (it == iterations or (eval_every > 0 and it % eval_every == 0)):
+                    rec.update(evaluate(it))
+                self.run.log(rec)
+                records.append(rec)
+                bar.advance(**{label: rec[k] for label, k in (show or {}).items() if k in rec})
+                if self.cfg.save_every > 0 and it % self.cfg.save_every == 0:
+                    self.save_checkpoint()
+        return records
+
+
+def mean_metrics(window: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Per-key mean of step metrics (keys missing from some steps average over those that have them)."""
+    out: dict[str, list[float]] = {}
+    for m in window:
+        for k, v in m.items():
+            out.setdefault(k, []).append(v)
+    return {k: sum(v) / len(v) for k, v in out.items()}
 
 
 class _null:
