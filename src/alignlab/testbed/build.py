@@ -21,6 +21,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from alignlab.config import TrainSettings
+from alignlab.paths import cache_root
 from alignlab.runs import RunDir
 from alignlab.testbed.dialogues import dialogue_texts
 from alignlab.testbed.tokenizer import train_tokenizer
@@ -47,11 +48,6 @@ SIZES: dict[str, ModelSize] = {
     "teacher": ModelSize(hidden=256, layers=6, heads=8, intermediate=768, steps=1200, batch_size=32, lr=1e-3),
 }
 BUILD_VERSION = "1"
-
-
-def cache_root() -> Path:
-    """Where built testbeds live: $ALIGNLAB_CACHE or ~/.cache/alignlab."""
-    return Path(os.environ.get("ALIGNLAB_CACHE", Path.home() / ".cache" / "alignlab"))
 
 
 def _size_hash(world: World, size: ModelSize) -> str:
