@@ -117,7 +117,7 @@ def test_k1_editor_leaves_the_model_unchanged(tiny):
 
 def test_fitted_editor_changes_outputs_and_round_trips(tiny, tmp_path):
     model, tok = tiny
-    from alignlab.interventions.testbed_tasks import fact_demos
+    from alignlab.testbed.tasks import fact_demos
     from alignlab.testbed.world import World
 
     demos = fact_demos(World(), "train")[:24]

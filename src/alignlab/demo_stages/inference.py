@@ -23,7 +23,11 @@ from alignlab.eval.multiple_choice import evaluate_mc
 from alignlab.interventions import function_vectors as fvm
 from alignlab.interventions import limits, sea, steering
 from alignlab.interventions.hooks import Site, num_layers
-from alignlab.interventions.testbed_tasks import (
+from alignlab.models import load_model
+from alignlab.plots import line_plot
+from alignlab.testbed import lexicon as lx
+from alignlab.testbed.lexicon import sentiment_reward
+from alignlab.testbed.tasks import (
     bias_demos,
     bias_prompt,
     bias_questions,
@@ -31,10 +35,6 @@ from alignlab.interventions.testbed_tasks import (
     fact_items,
     sentiment_pairs,
 )
-from alignlab.models import load_model
-from alignlab.plots import line_plot
-from alignlab.testbed import lexicon as lx
-from alignlab.testbed.lexicon import sentiment_reward
 
 FEATURES = ("none", "tanh", "elu", "sqexp")
 FEATURE_NAMES = {"none": "SEA linear", "tanh": "Φ-SEA tanh", "elu": "Φ-SEA elu", "sqexp": "Φ-SEA sq-exp"}

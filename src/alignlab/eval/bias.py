@@ -19,7 +19,7 @@ from alignlab.errors import DataError
 
 @dataclass(frozen=True)
 class BiasQuestion:
-    """One multiple-choice bias question (BBQ or the testbed's)."""
+    """One multiple-choice bias question (BBQ or built-in)."""
 
     context: str
     question: str
@@ -41,12 +41,6 @@ class BiasQuestion:
     def prompt(self) -> str:
         """Context and question in one line."""
         return f"{self.context} {self.question}".strip()
-
-
-def from_testbed(item) -> BiasQuestion:
-    """Convert a `testbed.world.BiasItem` (options: group a, group b, unknown)."""
-    return BiasQuestion(item.context, item.question, tuple(item.options), item.label, item.ambiguous,
-                        unknown=len(item.options) - 1, stereotyped=item.stereotyped, negative=item.negative)
 
 
 def _split_bias(preds: Sequence[int], unknown: Sequence[int], stereo: Sequence[int]) -> float:

@@ -117,10 +117,8 @@ def read_reference_texts(path: str | Path) -> list[str]:
     return out
 
 
-def reference_texts(source: str = "testbed:neutral", n: int = 200) -> list[str]:
-    """Held-out reference text: `testbed:neutral` (the testbed's neutral stories) or a file."""
-    if source == "testbed:neutral":
-        from alignlab.testbed.world import World
+def reference_texts(source: str, n: int = 200) -> list[str]:  # deprecated alias
+    """Deprecated alias of `alignlab.resolve.reference_texts` (kept until its callers move)."""
+    from alignlab.resolve import reference_texts as resolve_reference_texts
 
-        return World().heldout_neutral(n)
-    return read_reference_texts(source)[:n]
+    return resolve_reference_texts(source, n)

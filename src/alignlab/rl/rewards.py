@@ -1,5 +1,6 @@
-"""Sequence rewards for RLHF: the testbed's gold reward, a learned reward model, and the
-normalisation/clipping applied before they enter PPO. A NaN/inf reward stops the run.
+"""Sequence rewards for RLHF: a learned reward model, the finiteness check, and the
+normalisation/clipping applied before rewards enter PPO. A NaN/inf reward stops the run.
+Reward names (`gold:sentiment`, a folder) resolve in `alignlab.resolve.reward_fn`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,6 @@ RewardFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 REWARD_NORMS = ("none", "batch", "running")
 
 
-def gold_sentiment_reward(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-    """The testbed's gold sentiment reward of each response (the prompt is not scored)."""
-    from alignlab.testbed.lexicon import sentiment_reward
-
-    return [sentiment_reward(r) for r in responses]
-
-
 def learned_reward_fn(path: str | Path, batch_size: int = 32, max_length: int = 512) -> RewardFn:
     """Reward from a saved scalar reward model (full model or LoRA adapter), as the
     reward-model recipe trained it (`alignlab.models.reward.RewardModel`)."""
@@ -35,15 +29,11 @@ def learned_reward_fn(path: str | Path, batch_size: int = 32, max_length: int = 
     return RewardModel.load(folder, max_length=max_length, batch_size=batch_size)
 
 
-def load_reward_fn(spec: str) -> RewardFn:
-    """`gold:sentiment` (the testbed gold reward) or the folder of a learned reward model."""
-    if spec in ("gold", "gold:sentiment"):
-        return gold_sentiment_reward
-    if spec.startswith("gold:"):
-        raise ConfigError(f"reward '{spec}': the only gold reward is 'gold:sentiment'")
-    if not Path(spec).expanduser().exists():
-        raise ConfigError(f"reward '{spec}': not 'gold:sentiment' and no such reward-model folder")
-    return learned_reward_fn(Path(spec).expanduser())
+def load_reward_fn(spec: str) -> RewardFn:  # deprecated alias
+    """Deprecated alias of `alignlab.resolve.reward_fn` (kept until its callers move)."""
+    from alignlab.resolve import reward_fn
+
+    return reward_fn(spec)
 
 
 def check_finite_rewards(scores: Sequence[float], prompts: Sequence[str], responses: Sequence[str],

@@ -1,10 +1,13 @@
-"""Testbed data for the inference-time methods: sentiment pairs, truth/myth facts, bias items."""
+"""Built-in data for the inference-time methods: sentiment pairs, truth/myth facts, bias items.
+
+Reached through `alignlab.resolve` (and the demo); no method module imports it.
+"""
 
 from __future__ import annotations
 
 import random
 
-from alignlab.eval.bias import BiasQuestion, from_testbed
+from alignlab.eval.bias import BiasQuestion
 from alignlab.eval.multiple_choice import MCItem
 from alignlab.interventions.sea import Demo
 from alignlab.interventions.steering import ContrastPair
@@ -41,6 +44,12 @@ def fact_demos(world: World, split: str = "train") -> list[Demo]:
     return [Demo(f.question, f" {f.truth} .", f" {f.myth} .") for f in _split(world.facts, split)]
 
 
+def bias_question(item) -> BiasQuestion:
+    """A `testbed.world.BiasItem` (options: group a, group b, unknown) as a BiasQuestion."""
+    return BiasQuestion(item.context, item.question, tuple(item.options), item.label, item.ambiguous,
+                        unknown=len(item.options) - 1, stereotyped=item.stereotyped, negative=item.negative)
+
+
 def bias_prompt(q: BiasQuestion) -> str:
     """The testbed's own bias prompt format."""
     return f"context : {q.context} question : {q.question} answer :"
@@ -48,7 +57,7 @@ def bias_prompt(q: BiasQuestion) -> str:
 
 def bias_questions(world: World, n: int = 200, seed: int = 0) -> list[BiasQuestion]:
     """Held-out bias questions (half ambiguous)."""
-    return [from_testbed(b) for b in world.bias_eval(n, seed)]
+    return [bias_question(b) for b in world.bias_eval(n, seed)]
 
 
 def bias_demos(world: World, n: int = 120, seed: int = 1) -> list[Demo]:

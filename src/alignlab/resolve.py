@@ -1,0 +1,299 @@
+"""The one name resolver: config strings → models, prompts, rewards, texts and task data.
+
+Method code takes a reward function or a list of items; only this module (and the testbed
+package it calls) knows the built-in names:
+
+- models: `testbed:<size>` (built on first use), `real:smollm2` (offline SmolLM2), a folder,
+  or a hub id;
+- prompts: `testbed:reviews`, or a .jsonl / .txt file (`alignlab.data.chat.read_prompts`);
+- rewards: `gold:sentiment` (alias `gold`), or a reward-model folder;
+- reference texts: `testbed:neutral`, or a .txt / .jsonl file;
+- code problems: `testbed`, or a HumanEval-format file;
+- inference-time data: contrast pairs (`testbed:sentiment`), ICL word pairs
+  (`testbed:antonym`, …), SEA demonstrations and multiple-choice items (`testbed:facts`).
+
+An empty spec is a ConfigError naming the config key that should have given it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from alignlab.data.chat import Messages
+from alignlab.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from alignlab.eval.multiple_choice import MCItem
+    from alignlab.eval.pass_at_k import Problem
+    from alignlab.interventions.sea import Demo
+    from alignlab.interventions.steering import ContrastPair
+    from alignlab.rl.rewards import RewardFn
+
+Query = str | Messages
+
+REVIEWS = ("testbed:reviews", "testbed")
+GOLD = ("gold", "gold:sentiment")
+NEUTRAL = "testbed:neutral"
+CODE = ("testbed", "testbed:code")
+SENTIMENT_PAIRS = ("testbed:sentiment", "testbed")
+FACTS = ("testbed:facts", "testbed")
+HELD_OUT_SEED = 10_007  # built-in evaluation prompts come from a seed training never uses
+
+
+def require(spec: str, key: str, what: str) -> str:
+    """`spec` unless it is empty; empty is a ConfigError naming the key and what to give."""
+    if not spec:
+        raise ConfigError(f"{key}: give {what}")
+    return spec
+
+
+def _world():
+    from alignlab.testbed.world import World
+
+    return World()
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+def model_path(name: str, key: str = "model.name_or_path") -> str:
+    """Turn a model name into something `from_pretrained` accepts."""
+    require(name, key, "a model (a folder, a hub id, 'testbed:<size>' or 'real:smollm2')")
+    if name.startswith("testbed:"):
+        from alignlab.testbed.build import SIZES, ensure_testbed
+
+        size = name.split(":", 1)[1] or "student"
+        if size not in SIZES:
+            raise ConfigError(f"model '{name}': unknown testbed size; choose one of {', '.join(SIZES)}")
+        return str(ensure_testbed(size))
+    if name.startswith("real:"):
+        from alignlab.models.real import ensure_real_model
+
+        return str(ensure_real_model(name.split(":", 1)[1]))
+    p = Path(name).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+            raise ConfigError(f"model folder {p} has no config.json (not a transformers model)")
+        return str(p)
+    if name.startswith((".", "/", "~")):
+        raise ConfigError(f"model path not found: {name}")
+    return name  # a hub id; transformers resolves it (offline: from the local HF cache)
+
+
+# --- prompts -----------------------------------------------------------------------------------
+
+
+def prompts(spec: str, n: int, seed: int, key: str = "prompts") -> list[Query]:
+    """`n` built-in review prompts drawn with `seed`, or the first `n` rows of a prompts file."""
+    require(spec, key, "prompts ('testbed:reviews' or a .jsonl / .txt file)")
+    if spec in REVIEWS:
+        return list(_world().review_prompts(n, seed=seed))
+    from alignlab.data.chat import read_prompts
+
+    return read_prompts(spec, key, REVIEWS[0])[:n]
+
+
+def prompt_split(spec: str, n_train: int, n_eval: int, seed: int, key: str) -> tuple[list[Query], list[Query]]:
+    """(training prompts, held-out prompts).
+
+    Built-in reviews: `n_train` drawn with `seed`, `n_eval` from a seed training never uses.
+    A file: its last `n_eval` rows are held out, the rest train (`n_train` is not applied).
+    """
+    require(spec, key, "prompts ('testbed:reviews' or a .jsonl / .txt file)")
+    if spec in REVIEWS:
+        world = _world()
+        return world.review_prompts(n_train, seed=seed), world.review_prompts(n_eval, seed=HELD_OUT_SEED)
+    from alignlab.data.chat import read_prompts
+
+    rows = read_prompts(spec, key, REVIEWS[0])
+    if n_eval <= 0:
+        return rows, []
+    if len(rows) <= n_eval:
+        raise DataError(f"{spec}: {len(rows)} prompts; {key} needs more than {n_eval} "
+                        f"(the last {n_eval} rows are held out)")
+    return rows[:-n_eval], rows[-n_eval:]
+
+
+# --- rewards -----------------------------------------------------------------------------------
+
+
+def gold_sentiment_reward(prompts: list[str], responses: list[str]) -> list[float]:
+    """The built-in gold sentiment reward of each response (the prompt is not scored)."""
+    from alignlab.testbed.lexicon import sentiment_reward
+
+    return [sentiment_reward(r) for r in responses]
+
+
+def reward_fn(spec: str, key: str = "reward") -> RewardFn:
+    """`gold:sentiment` (alias `gold`) or the folder of a learned reward model."""
+    require(spec, key, "a reward ('gold:sentiment' or a reward-model folder)")
+    if spec in GOLD:
+        return gold_sentiment_reward
+    if spec.startswith("gold:"):
+        raise ConfigError(f"{key} '{spec}': the only gold reward is 'gold:sentiment'")
+    if not Path(spec).expanduser().exists():
+        raise ConfigError(f"{key} '{spec}': not 'gold:sentiment' and no such reward-model folder")
+    from alignlab.rl.rewards import learned_reward_fn
+
+    return learned_reward_fn(Path(spec).expanduser())
+
+
+def gold_measure(prompts_spec: str, reward_spec: str) -> RewardFn | None:
+    """The built-in gold reward, to report beside a learned one, when the prompts are the
+    built-in reviews and the training reward is not already gold; else None."""
+    if prompts_spec in REVIEWS and reward_spec not in GOLD:
+        return gold_sentiment_reward
+    return None
+
+
+# --- reference texts ---------------------------------------------------------------------------
+
+
+def reference_texts(spec: str, n: int) -> list[str]:
+    """Held-out reference texts for perplexity: the built-in neutral stories or a .txt/.jsonl
+    file (first `n`); "" → [] (no held-out perplexity is measured)."""
+    if not spec:
+        return []
+    if spec == NEUTRAL:
+        return _world().heldout_neutral(n)
+    from alignlab.eval.drift import read_reference_texts
+
+    return read_reference_texts(spec)[:n]
+
+
+# --- code problems -----------------------------------------------------------------------------
+
+
+@dataclass
+class CodeProblems:
+    """Training and held-out code problems; `fresh_tests`: the training problems' tests may be
+    regenerated per draw from their reference solutions (the built-in exercises)."""
+
+    train: list[Problem]
+    held: list[Problem]
+    fresh_tests: bool = False
+
+
+def code_problems(spec: str, eval_spec: str = "", heldout_every: int = 5, key: str = "problems") -> CodeProblems:
+    """Built-in code exercises (`testbed`), or a HumanEval-format file: every `heldout_every`-th
+    row held out, or all rows train and `eval_spec` holds out. The splits never share a task_id."""
+    from alignlab.eval import pass_at_k as pak
+
+    require(spec, key, "code problems ('testbed' or a HumanEval-format .jsonl file)")
+    if spec in CODE:
+        world = _world()
+        train = [pak.Problem.from_dict(e.as_humaneval(), e.task_id) for e in world.train_code]
+        held = [pak.Problem.from_dict(e.as_humaneval(), e.task_id) for e in world.heldout_code]
+        out = CodeProblems(train, held, fresh_tests=True)
+    else:
+        rows = pak.load_humaneval(spec)
+        if eval_spec:
+            train, held = rows, pak.load_humaneval(eval_spec)
+        else:
+            if heldout_every < 2:
+                raise ConfigError(f"heldout_every: {heldout_every} would leave no training problems; use ≥ 2")
+            train = [p for i, p in enumerate(rows) if i % heldout_every != 0]
+            held = [p for i, p in enumerate(rows) if i % heldout_every == 0]
+        if not train:
+            raise DataError(f"{spec}: no training problems left after holding out every {heldout_every}-th row")
+        out = CodeProblems(train, held, fresh_tests=False)
+    overlap = {p.task_id for p in out.held} & {p.task_id for p in out.train}
+    if overlap:
+        raise DataError(f"held-out problems overlap the training problems: {sorted(overlap)[:3]}")
+    return out
+
+
+# --- inference-time data -----------------------------------------------------------------------
+
+
+def _jsonl_rows(path: str, fields: tuple[str, ...]) -> list[tuple[str, dict]]:
+    """(file:line, row) of a JSONL file whose rows all carry string `fields`."""
+    from alignlab.data.jsonl import iter_jsonl
+
+    out = []
+    for where, row in iter_jsonl(Path(path), "data file"):
+        missing = [k for k in fields if not isinstance(row.get(k), str)]
+        if missing:
+            raise DataError(f"{where}: needs string field(s) {missing} (has {sorted(row)})")
+        out.append((where, row))
+    if not out:
+        raise DataError(f"{path}: no rows")
+    return out
+
+
+def contrast_pairs(spec: str, n: int = 64, seed: int = 0, key: str = "data") -> list[ContrastPair]:
+    """Steering contrast pairs: built-in sentiment pairs (`testbed:sentiment`, n drawn with seed)
+    or a JSONL file of {prompt, positive, negative}."""
+    from alignlab.interventions.steering import ContrastPair
+
+    require(spec, key, "contrast pairs ('testbed:sentiment' or a JSONL file of {prompt, positive, negative})")
+    if spec in SENTIMENT_PAIRS:
+        from alignlab.testbed.tasks import sentiment_pairs
+
+        return sentiment_pairs(_world(), n, seed)
+    return [ContrastPair(r["prompt"], r["positive"], r["negative"])
+            for _, r in _jsonl_rows(spec, ("prompt", "positive", "negative"))]
+
+
+def word_pairs(spec: str, key: str = "data") -> list[tuple[str, str]]:
+    """In-context (input, output) pairs: a built-in task (`testbed:antonym`, `testbed:plural`,
+    `testbed:capital`, `testbed:copy`; `testbed` = antonyms) or a JSON list of {input, output}."""
+    require(spec, key, "word pairs ('testbed:antonym' or a JSON list of {input, output})")
+    if spec == "testbed" or spec.startswith("testbed:"):
+        tasks = _world().icl_tasks
+        task = spec.split(":", 1)[1] if ":" in spec else "antonym"
+        if task not in tasks:
+            raise ConfigError(f"{key} '{spec}': unknown built-in task; choose one of "
+                              + ", ".join(f"testbed:{t}" for t in tasks))
+        return list(tasks[task])
+    from alignlab.eval.benchmarks import load_word_pairs
+
+    return load_word_pairs(spec)
+
+
+def sea_demos(spec: str, key: str = "data") -> list[Demo]:
+    """SEA demonstrations: built-in truth vs myth (`testbed:facts`, training countries) or a
+    JSONL file of {prompt, positive, negative} (+ optional "neutral")."""
+    from alignlab.interventions.sea import Demo
+
+    require(spec, key, "demonstrations ('testbed:facts' or a JSONL file of {prompt, positive, negative})")
+    if spec in FACTS:
+        from alignlab.testbed.tasks import fact_demos
+
+        return fact_demos(_world(), split="train")
+    return [Demo(r["prompt"], r["positive"], r["negative"], r.get("neutral"))
+            for _, r in _jsonl_rows(spec, ("prompt", "positive", "negative"))]
+
+
+@dataclass
+class MCSet:
+    """Multiple-choice items and how to prompt them (None: `evaluate_mc`'s default Q/A prompt)."""
+
+    items: list[MCItem]
+    prompt_fn: Callable[[str], str] | None = field(default=None)
+
+
+def mc_items(spec: str, key: str = "eval_data") -> MCSet:
+    """Multiple-choice items: built-in held-out facts (`testbed:facts`, test countries; the
+    questions carry their own answer cue), a TruthfulQA CSV, or a JSONL file of
+    {question, best, correct: [...], incorrect: [...]}."""
+    from alignlab.eval.multiple_choice import MCItem
+
+    require(spec, key, "multiple-choice items ('testbed:facts', a TruthfulQA .csv or a JSONL file)")
+    if spec in FACTS:
+        from alignlab.testbed.tasks import fact_items
+
+        return MCSet(fact_items(_world(), split="test"), prompt_fn=lambda q: q)
+    if spec.endswith(".csv"):
+        from alignlab.eval.benchmarks import load_truthfulqa
+
+        return MCSet(load_truthfulqa(spec))
+    items = []
+    for where, r in _jsonl_rows(spec, ("question", "best")):
+        if not isinstance(r.get("incorrect"), list) or not r["incorrect"]:
+            raise DataError(f"{where}: 'incorrect' must be a non-empty list of answers")
+        items.append(MCItem(r["question"], r["best"], tuple(r.get("correct", [r["best"]])), tuple(r["incorrect"])))
+    return MCSet(items)
