@@ -87,6 +87,29 @@ def test_clipped_policy_loss_ignores_padding():
     assert float(loss) == pytest.approx(0.0)
 
 
+def test_clipped_policy_loss_approx_kl_hand_values():
+    # lr = log π − log π_old = ln 2, ln 3 (ln 5 is padding): k3 = (2 − 1 − ln 2) + (3 − 1 − ln 3), mean over 2
+    old = torch.tensor([[-1.0, -2.0, -0.5]])
+    logp = old + torch.tensor([[2.0, 3.0, 5.0]]).log()
+    _, stats = clipped_policy_loss(logp, old, torch.zeros(1, 3), torch.tensor([[1.0, 1.0, 0.0]]))
+    assert float(stats["approx_kl"]) == pytest.approx((3.0 - math.log(6.0)) / 2, abs=1e-6)
+
+
+def test_clipped_policy_loss_approx_kl_is_kl_old_to_new_in_expectation():
+    old_p = torch.tensor([0.5, 0.3, 0.2])  # π_old, which sampled the actions
+    new_p = torch.tensor([0.2, 0.5, 0.3])  # π, the policy being updated
+    exact = 0.5 * math.log(0.5 / 0.2) + 0.3 * math.log(0.3 / 0.5) + 0.2 * math.log(0.2 / 0.3)
+    zeros = torch.zeros(1, 3)
+    # exact expectation over π_old: masked_mean with the probabilities as mask weights
+    _, stats = clipped_policy_loss(new_p.log()[None], old_p.log()[None], zeros, old_p[None])
+    assert float(stats["approx_kl"]) == pytest.approx(exact, abs=1e-6)
+    # Monte Carlo: actions sampled from π_old, every token weighted equally
+    g = torch.Generator().manual_seed(0)
+    idx = torch.multinomial(old_p, 100_000, replacement=True, generator=g)[None]
+    _, stats = clipped_policy_loss(new_p.log()[idx], old_p.log()[idx], torch.zeros(idx.shape), torch.ones(idx.shape))
+    assert float(stats["approx_kl"]) == pytest.approx(exact, abs=0.01)
+
+
 def test_clipped_value_loss_hand_computed():
     values = torch.tensor([[1.0, 0.0]])
     old = torch.tensor([[0.5, 0.5]])

@@ -135,8 +135,9 @@ def clipped_policy_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO surrogate: mean over tokens of max(−A·ρ, −A·clip(ρ, 1±ε)), ρ = π/π_old.
 
-    Also returns clipfrac (share of tokens where the clipped branch is active) and the
-    approximate KL(π_old‖π) of this minibatch (k3 form), both detached.
+    Also returns clipfrac (share of tokens where the clipped branch is active) and
+    approx_kl, the k3 estimate of KL(π_old‖π) over tokens sampled from π_old:
+    mean of expm1(lr) − lr with lr = log π − log π_old (both detached).
     """
     log_ratio = logp - old_logp
     ratio = torch.exp(log_ratio)
@@ -145,7 +146,7 @@ def clipped_policy_loss(
     loss = masked_mean(torch.maximum(unclipped, clipped), mask)
     with torch.no_grad():
         clipfrac = masked_mean((clipped > unclipped).to(logp.dtype), mask)
-        approx_kl = masked_mean(torch.expm1(-log_ratio) + log_ratio, mask)
+        approx_kl = masked_mean(kl_estimate(old_logp, logp, "k3"), mask)
     return loss, {"clipfrac": clipfrac, "approx_kl": approx_kl}
 
 
