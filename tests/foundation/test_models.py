@@ -3,7 +3,7 @@ import torch
 
 from alignlab.config import LoraSettings, ModelSettings
 from alignlab.errors import ConfigError
-from alignlab.models import load_model, resolve_model_path
+from alignlab.models import load_model
 from alignlab.models.real import real_model_available
 
 
@@ -25,12 +25,14 @@ def test_lora_trains_only_the_adapter_and_reloads(tiny_dir, tmp_path):
 
 
 def test_bad_names_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"^model.name_or_path: give a model \("):
+        load_model(ModelSettings(name_or_path=""))
     with pytest.raises(ConfigError, match="unknown testbed size"):
-        resolve_model_path("testbed:huge")
+        load_model("testbed:huge")
     with pytest.raises(ConfigError, match="no config.json"):
-        resolve_model_path(str(tmp_path))
+        load_model(str(tmp_path))
     with pytest.raises(ConfigError, match="model path not found"):
-        resolve_model_path("./does/not/exist")
+        load_model("./does/not/exist")
     with pytest.raises(ConfigError, match="target_modules"):
         load_model(ModelSettings(name_or_path="testbed:tiny", lora=LoraSettings(enabled=True, target_modules=["nope"])))
 

@@ -7,7 +7,7 @@ Fit (per site, from N demonstrations, last-token activations as rows of [N, d]):
   P⁻ = U⁻[:, k⁻:] U⁻[:, k⁻:]ᵀ (remove top negative directions), M = P⁺ + P⁻ precomputed.
 Apply (every token at the same site it was fitted on): h' = M h · ‖h‖ / ‖M h‖.
 `center=True` (an option, off by default as in the paper's formula) fits Ω on mean-centred
-activations and edits h − μ (μ the neutral mean), adding μ back; on the testbed it hurt.
+activations and edits h − μ (μ the neutral mean), adding μ back; on the built-in task it hurt.
 Φ-SEA: z = φ(h / s) with s the per-dimension RMS of the neutral activations; the same
 edit in φ-space (norm kept there); h' = s · φ⁻¹(z'), then rescaled to ‖h‖ so the edit
 never changes a token's norm. φ⁻¹: tanh → atanh of z clamped to ±(1 − 1e-6);

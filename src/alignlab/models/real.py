@@ -35,7 +35,7 @@ def _gguf_file(pkg: str) -> Path:
 
 def ensure_real_model(name: str = "smollm2") -> Path:
     """Folder of the converted real model, converting from GGUF on first use."""
-    from alignlab.testbed.build import cache_root
+    from alignlab.paths import cache_root
 
     if name not in REAL_MODELS:
         raise ConfigError(f"unknown real model '{name}'; choose one of {', '.join(REAL_MODELS)}")
