@@ -20,12 +20,17 @@ COMMAND_MODULES = [
     "alignlab.train.sft",
     "alignlab.train.reward",
     "alignlab.train.preference",
-    "alignlab.train.ppo",
-    "alignlab.train.psle",
-    "alignlab.train.akd",
+    "alignlab.recipes.ppo",
+    "alignlab.recipes.psle",
+    "alignlab.recipes.akd",
     "alignlab.compare",
     "alignlab.interventions.cli",
+    "alignlab.recipes.steer",
+    "alignlab.recipes.fv",
+    "alignlab.recipes.sea",
     "alignlab.embedding_rm.cli",
+    "alignlab.recipes.embed",
+    "alignlab.recipes.erm",
 ]
 
 

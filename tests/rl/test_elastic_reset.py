@@ -82,9 +82,12 @@ def test_state_round_trip_resumes_the_same_arithmetic():
 
 
 def test_bad_settings_name_the_field():
+    from alignlab.config import load_config
+    from alignlab.recipes.ppo import PPOConfig
+
     with pytest.raises(ConfigError, match="elastic_reset.ema_update"):
-        ElasticResetSettings(enabled=True, ema_update="minute").validate()
+        load_config(PPOConfig, None, ["elastic_reset.ema_update=minute"])
     with pytest.raises(ConfigError, match="elastic_reset.decay"):
         ElasticResetSettings(decay=1.0).validate()
     with pytest.raises(ConfigError, match="elastic_reset.kl_anchor"):
-        ElasticResetSettings(kl_anchor="ref").validate()
+        load_config(PPOConfig, None, ["elastic_reset.kl_anchor=ref"])

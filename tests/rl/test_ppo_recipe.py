@@ -14,10 +14,11 @@ from safetensors.torch import load_file
 
 from alignlab.config import ModelSettings, TrainSettings, load_config
 from alignlab.errors import TrainingError
+from alignlab.generation import SamplingSettings
+from alignlab.recipes import ppo
+from alignlab.recipes.ppo import DriftEvalSettings, PPOConfig, PPOSettings
 from alignlab.rl.elastic_reset import ElasticResetSettings
 from alignlab.runs import read_metrics
-from alignlab.train import ppo
-from alignlab.train.ppo import DriftEvalSettings, GenerationSettings, PPOConfig, PPOSettings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -26,10 +27,10 @@ def tiny_cfg(tiny_dir, out, iterations=4, **ppo_kw) -> PPOConfig:
     return PPOConfig(
         model=ModelSettings(name_or_path=str(tiny_dir)),
         train=TrainSettings(lr=3e-4, batch_size=8, log_every=1, save_every=0, seed=0, progress=False),
-        n_prompts=64,
-        generation=GenerationSettings(max_new_tokens=8, batch_size=16),
+        prompts="testbed:reviews", reward="gold:sentiment", n_prompts=64,
+        generation=SamplingSettings(max_new_tokens=8, batch_size=16),
         ppo=PPOSettings(iterations=iterations, rollout_batch=16, epochs=2, **ppo_kw),
-        eval=DriftEvalSettings(every=2, n_prompts=16, n_reference=16),
+        eval=DriftEvalSettings(every=2, n_prompts=16, n_reference=16, reference_text="testbed:neutral"),
         output_dir=str(out),
     )
 
@@ -86,7 +87,7 @@ def test_nan_reward_stops_with_clear_message_and_intact_checkpoint(tiny_dir, tmp
         calls["n"] += 1
         return [float("nan") if calls["n"] >= 4 else 0.0 for _ in responses]
 
-    monkeypatch.setattr(ppo, "load_reward_fn", lambda spec: flaky)
+    monkeypatch.setattr(ppo.resolve, "reward_fn", lambda spec, key="reward": flaky)
     cfg = tiny_cfg(tiny_dir, tmp_path / "run", iterations=4)
     cfg.eval.every = 0
     cfg.train.save_every = 1
@@ -139,9 +140,11 @@ def test_example_configs_load_and_bad_keys_are_named():
     assert not p.elastic_reset.enabled and e.elastic_reset.enabled
     assert ppo.validate(p) > 0 and ppo.validate(e) > 0
     with pytest.raises(ConfigError, match="ppo.rollout_batch"):
-        ppo.validate(load_config(PPOConfig, None, ["ppo.rollout_batch=10", "train.batch_size=4"]))
+        ppo.validate(load_config(PPOConfig, None, ["ppo.rollout_batch=10", "train.batch_size=4", "reward=x"]))
     with pytest.raises(ConfigError, match="elastic_reset.kl_anchor"):
-        ppo.validate(load_config(PPOConfig, None, ["elastic_reset.kl_anchor=ref"]))
+        load_config(PPOConfig, None, ["elastic_reset.kl_anchor=ref"])
+    with pytest.raises(ConfigError, match="reward"):
+        ppo.validate(load_config(PPOConfig, None, []))
 
 
 def test_learned_reward_model_folder_drives_ppo(tiny_dir, tmp_path):
@@ -149,7 +152,7 @@ def test_learned_reward_model_folder_drives_ppo(tiny_dir, tmp_path):
 
     from alignlab.errors import ConfigError
     from alignlab.models.reward import load_reward_model
-    from alignlab.rl.rewards import load_reward_fn
+    from alignlab.resolve import reward_fn as load_reward_fn
 
     rm, tok = load_reward_model(str(tiny_dir))  # the tiny LM's backbone + a fresh scalar head
     rm.save_pretrained(tmp_path / "rm")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from alignlab.config import ModelSettings, TrainSettings
 from alignlab.demo_stages import DemoContext, StageResult
+from alignlab.generation import SamplingSettings
+from alignlab.recipes import ppo
 from alignlab.rl.elastic_reset import ElasticResetSettings
 from alignlab.runs import read_metrics
 from alignlab.threads import cpu_threads
-from alignlab.train import ppo
 
 
 def stage_config(ctx: DemoContext, name: str, elastic: bool) -> ppo.PPOConfig:
@@ -23,13 +24,13 @@ def stage_config(ctx: DemoContext, name: str, elastic: bool) -> ppo.PPOConfig:
         model=ModelSettings(name_or_path=ctx.base_model),
         train=TrainSettings(lr=3e-4, batch_size=16, log_every=1, save_every=0, seed=ctx.seed,
                             progress=not quick),
-        n_prompts=256,
-        generation=ppo.GenerationSettings(max_new_tokens=8 if quick else 16, batch_size=32),
+        prompts="testbed:reviews", reward="gold:sentiment", n_prompts=256,
+        generation=SamplingSettings(max_new_tokens=8 if quick else 16, batch_size=32),
         ppo=ppo.PPOSettings(iterations=iterations, rollout_batch=16 if quick else 32, epochs=2, kl_coef=0.05),
         elastic_reset=ElasticResetSettings(enabled=elastic, decay=0.99, reset_every=3 if quick else 36,
                                            ema_update="step"),
         eval=ppo.DriftEvalSettings(every=3 if quick else 4, n_prompts=8 if quick else 48,
-                                   n_reference=8 if quick else 64),
+                                   n_reference=8 if quick else 64, reference_text="testbed:neutral"),
         output_dir=str(ctx.out_dir / "rlhf" / name),
     )
 

@@ -1,6 +1,6 @@
 """RLHF building blocks: rollouts, a policy with a value head, rewards, Elastic Reset.
 
-The recipe that ties them together is `alignlab.train.ppo`; the pure math is in
+The recipe that ties them together is `alignlab.recipes.ppo`; the pure math is in
 `alignlab.losses.rl`, the drift metrics in `alignlab.eval.drift`.
 """
 
@@ -8,9 +8,8 @@ from alignlab.rl.elastic_reset import ElasticReset, ElasticResetSettings
 from alignlab.rl.policy import PolicyWithValue
 from alignlab.rl.rewards import RewardFn, RewardProcessor, check_finite_rewards, load_reward_fn
 from alignlab.rl.rollout import Rollout, collect_rollout
-from alignlab.rl.scoring import Packed, pack, response_logprobs
 
 __all__ = [
-    "ElasticReset", "ElasticResetSettings", "Packed", "PolicyWithValue", "RewardFn", "RewardProcessor",
-    "Rollout", "check_finite_rewards", "collect_rollout", "load_reward_fn", "pack", "response_logprobs",
+    "ElasticReset", "ElasticResetSettings", "PolicyWithValue", "RewardFn", "RewardProcessor",
+    "Rollout", "check_finite_rewards", "collect_rollout", "load_reward_fn",
 ]

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
 from alignlab.errors import ConfigError
+from alignlab.train.loop import Callback, Trainer
 
-EMA_UNITS = ("step", "epoch", "rollout")
-KL_ANCHORS = ("initial", "ema")
-VALUE_HEAD_RESETS = ("keep", "ema", "initial")
+EmaUnit = Literal["step", "epoch", "rollout"]
+EMA_UNITS = get_args(EmaUnit)
 
 
 @dataclass
@@ -33,22 +33,17 @@ class ElasticResetSettings:
     enabled: bool = False
     decay: float = 0.995  # η, the EMA decay
     reset_every: int = 50  # n, in EMA updates
-    ema_update: str = "step"  # when the EMA updates: step | epoch | rollout
-    kl_anchor: str = "initial"  # KL penalty reference: initial (θ0) | ema (θ̄)
+    ema_update: EmaUnit = "step"  # when the EMA updates: each optimiser step, PPO epoch or rollout
+    kl_anchor: Literal["initial", "ema"] = "initial"  # KL penalty reference: θ0 or θ̄
     reset_optimizer: bool = False  # clear the optimiser moments at each reset
-    reset_value_head: str = "keep"  # value head at a reset: keep | ema | initial
+    reset_value_head: Literal["keep", "ema", "initial"] = "keep"  # value head at a reset
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first bad field."""
+        """Raise ConfigError naming the first bad field (Literal fields are checked at load)."""
         if not 0.0 <= self.decay < 1.0:
             raise ConfigError(f"elastic_reset.decay: {self.decay} must be in [0, 1)")
         if self.reset_every < 1:
             raise ConfigError(f"elastic_reset.reset_every: {self.reset_every} must be >= 1")
-        for name, value, allowed in (("ema_update", self.ema_update, EMA_UNITS),
-                                     ("kl_anchor", self.kl_anchor, KL_ANCHORS),
-                                     ("reset_value_head", self.reset_value_head, VALUE_HEAD_RESETS)):
-            if value not in allowed:
-                raise ConfigError(f"elastic_reset.{name}: '{value}' is not one of {list(allowed)}")
 
 
 @torch.no_grad()
@@ -129,3 +124,28 @@ class ElasticReset:
             for n, t in self.ema.items():
                 t.copy_(state["ema"][n])
         self.updates, self.resets = int(state["updates"]), int(state["resets"])
+
+
+class ElasticResetCallback(Callback):
+    """Elastic Reset subscribed to the online loop: ticks after each step, epoch and iteration;
+    at a reset optionally clears the optimiser moments and logs an `elastic_reset` event."""
+
+    def __init__(self, elastic: ElasticReset):
+        self.elastic = elastic
+
+    def _tick(self, trainer: Trainer, iteration: int, unit: str) -> None:
+        if not self.elastic.tick(unit):
+            return
+        if self.elastic.settings.reset_optimizer:
+            getattr(trainer.optimizer, "optimizer", trainer.optimizer).state.clear()
+        trainer.run.log({"step": trainer.step_count, "iteration": iteration, "event": "elastic_reset",
+                         "resets": self.elastic.resets})
+
+    def on_step(self, trainer: Trainer, iteration: int) -> None:
+        self._tick(trainer, iteration, "step")
+
+    def on_epoch(self, trainer: Trainer, iteration: int) -> None:
+        self._tick(trainer, iteration, "epoch")
+
+    def on_iteration(self, trainer: Trainer, iteration: int) -> None:
+        self._tick(trainer, iteration, "rollout")

@@ -14,8 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from alignlab.logprobs import token_logprobs
-from alignlab.rl.scoring import Packed, response_logits
+from alignlab.scoring import Packed, response_logits, token_logprobs
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 

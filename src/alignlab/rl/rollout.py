@@ -14,7 +14,7 @@ from alignlab.generation import sample
 from alignlab.losses.rl import gae, kl_penalty_rewards, masked_mean, sequence_kl, whiten
 from alignlab.rl.policy import PolicyWithValue
 from alignlab.rl.rewards import RewardFn, check_finite_rewards
-from alignlab.rl.scoring import Packed, pack, response_logprobs
+from alignlab.scoring import Packed, chunked_response_logprobs, pack
 
 
 @dataclass
@@ -73,22 +73,6 @@ def score_rollout(policy: PolicyWithValue, packed: Packed, temperature: float, b
     return torch.cat(lps), torch.cat(vals)
 
 
-@torch.no_grad()
-def anchor_logprobs(model: torch.nn.Module, packed: Packed, temperature: float, batch_size: int) -> torch.Tensor:
-    """log-probs of packed responses under a model taken as fixed (the KL anchor, θ0, or a policy
-    as the reference of its own update), in chunks, in eval mode (restored afterwards)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    R = packed.response_ids.shape[1]
-    for s in range(0, len(packed), batch_size):
-        chunk = packed.select(torch.arange(s, min(s + batch_size, len(packed))))
-        lp = response_logprobs(model, chunk, temperature)
-        out.append(torch.nn.functional.pad(lp, (0, R - lp.shape[1])))
-    model.train(was_training)
-    return torch.cat(out)
-
-
 def collect_rollout(
     policy: PolicyWithValue,
     anchor: torch.nn.Module,
@@ -106,7 +90,7 @@ def collect_rollout(
     """Sample one response per prompt from the policy and score it (no gradients).
 
     `score_policy=False` skips the policy/value scoring forward: the fused PPO update fills
-    `logprobs` and `values` from its own forward (see `alignlab.train.ppo.fused_ppo_loss`).
+    `logprobs` and `values` from its own forward (see `alignlab.recipes.ppo.fused_ppo_loss`).
     """
     device = next(policy.parameters()).device
     t0 = time.perf_counter()
@@ -119,7 +103,7 @@ def collect_rollout(
         logprobs, values = score_rollout(policy, packed, temperature, batch_size)
     else:  # filled in by the fused update
         logprobs = values = torch.zeros(packed.response_mask.shape, device=device)
-    ref = anchor_logprobs(anchor, packed, temperature, batch_size)
+    ref = chunked_response_logprobs(anchor, packed, temperature, batch_size)
     t2 = time.perf_counter()
     raw = reward_fn(list(prompts), samples.texts)
     scores = check_finite_rewards(list(raw), list(prompts), samples.texts, where).to(device)

@@ -1,4 +1,4 @@
-"""One shared training loop (`loop.Trainer`) plus a thin module per method."""
+"""The engine: one training loop (`loop.Trainer`) that every recipe in `alignlab.recipes` shares."""
 
 from alignlab.train.loop import Trainer, TrainResult
 

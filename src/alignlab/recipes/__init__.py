@@ -1,0 +1,1 @@
+"""Every alignlab command's recipe: a typed config + run(cfg) -> RunResult."""
