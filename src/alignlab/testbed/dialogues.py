@@ -1,16 +1,18 @@
-"""OpenAssistant-format conversation trees for the testbed, ranked by the gold reward."""
+"""OpenAssistant-format conversation trees for the testbed, ranked by the gold reward.
+
+The trees only need a way to write an answer, so this module takes a `write_answer`
+function and does not import the world (the world imports it).
+"""
 
 from __future__ import annotations
 
 import math
 import random
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from alignlab.testbed import lexicon as lx
-
-if TYPE_CHECKING:
-    from alignlab.testbed.world import World
 
 QUESTIONS = ["tell me about the {s} .", "what did you think of the {s} ?", "how was the {s} ?"]
 FOLLOW_UPS = ["why ?", "anything else ?", "tell me more ."]
@@ -54,22 +56,25 @@ def _rank(children: list[dict[str, Any]]) -> None:
         children[i]["rank"] = r
 
 
-def make_trees(world: World, n: int, rng: random.Random) -> list[dict[str, Any]]:
-    """`n` trees: a question, 2-4 ranked assistant answers, some with a follow-up turn."""
+def make_trees(write_answer: Callable[[random.Random], str], n: int, rng: random.Random) -> list[dict[str, Any]]:
+    """`n` trees: a question, 2-4 ranked assistant answers, some with a follow-up turn.
+
+    `write_answer(rng)` writes one assistant answer (the world's review without its prefix).
+    """
     trees = []
     for _ in range(n):
         tree_id = _id(rng)
         subject = rng.choice(lx.SUBJECTS)
         root = _message(rng, tree_id, None, "prompter", rng.choice(QUESTIONS).format(s=subject))
         for _ in range(rng.randint(2, 4)):
-            reply = _message(rng, tree_id, root["message_id"], "assistant", world.review(rng, prefix=False))
+            reply = _message(rng, tree_id, root["message_id"], "assistant", write_answer(rng))
             root["replies"].append(reply)
             if rng.random() < 0.4:
                 follow = _message(rng, tree_id, reply["message_id"], "prompter", rng.choice(FOLLOW_UPS))
                 reply["replies"].append(follow)
                 for _ in range(rng.randint(1, 3)):
                     follow["replies"].append(
-                        _message(rng, tree_id, follow["message_id"], "assistant", world.review(rng, prefix=False))
+                        _message(rng, tree_id, follow["message_id"], "assistant", write_answer(rng))
                     )
                 if len(follow["replies"]) > 1:
                     _rank(follow["replies"])

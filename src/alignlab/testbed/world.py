@@ -15,6 +15,7 @@ from typing import Any
 
 from alignlab.testbed import lexicon as lx
 from alignlab.testbed.code import CodeExercise, make_exercises
+from alignlab.testbed.dialogues import make_trees
 
 WORLD_VERSION = "1"
 
@@ -253,9 +254,8 @@ class World:
     # --- dialogues (OpenAssistant trees) ------------------------------------------------
     def dialogue_trees(self, n: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
         """OASST-format trees; assistant siblings ranked by the gold reward."""
-        from alignlab.testbed.dialogues import make_trees
-
-        return make_trees(self, n or self.cfg.n_dialogue_trees, random.Random(self.cfg.seed + 4 + seed))
+        rng = random.Random(self.cfg.seed + 4 + seed)
+        return make_trees(lambda r: self.review(r, prefix=False), n or self.cfg.n_dialogue_trees, rng)
 
     # --- the corpus ---------------------------------------------------------------------
     def documents(self) -> list[str]:
