@@ -16,7 +16,7 @@ import torch
 
 from alignlab.data.jsonl import iter_jsonl
 from alignlab.errors import ConfigError, DataError
-from alignlab.logprobs import pad_batch
+from alignlab.scoring import pad_batch
 
 Messages = list[dict[str, str]]
 

@@ -31,5 +31,8 @@ def iter_jsonl(path: str | Path, what: str = "data file") -> Iterator[tuple[str,
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """All rows of a JSONL file (.gz allowed)."""
-    return [row for _, row in iter_jsonl(path)]
+    """All rows of a JSONL file (.gz allowed); a bad line raises DataError naming it, and so does an empty file."""
+    rows = [row for _, row in iter_jsonl(path)]
+    if not rows:
+        raise DataError(f"{path}: no examples")
+    return rows

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignlab.data.jsonl import read_jsonl
 from alignlab.errors import DataError
 
 Messages = list[dict[str, str]]
@@ -180,8 +181,6 @@ def parse_row(row: dict[str, Any], where: str) -> RankingRecord:
 
 def read_rankings(path: str | Path, on_bad: str = "error") -> tuple[list[RankingRecord], ReadReport]:
     """Every row of a preference/ranking JSONL file as a RankingRecord (bad rows: error or skip)."""
-    from alignlab.train.sft import read_jsonl
-
     if on_bad not in ("error", "skip"):
         raise DataError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
     rows = read_jsonl(path)

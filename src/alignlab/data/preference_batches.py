@@ -14,7 +14,7 @@ import torch
 
 from alignlab.data.preference import Messages, PreferenceRecord, Prompt, RankingRecord
 from alignlab.errors import DataError
-from alignlab.logprobs import pad_batch
+from alignlab.scoring import pad_batch
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from alignlab.config import ModelSettings, TrainSettings
@@ -20,7 +19,7 @@ from alignlab.data.chat import (
     encode_chat,
     encode_pair,
 )
-from alignlab.data.jsonl import iter_jsonl
+from alignlab.data.jsonl import read_jsonl
 from alignlab.errors import DataError
 from alignlab.logprobs import causal_lm_loss
 from alignlab.models import load_model
@@ -38,14 +37,6 @@ class SFTConfig:
     data: str = ""  # JSONL of {"messages": [...]} or {"prompt", "response"}
     max_length: int = 256
     output_dir: str = ""
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file (.gz allowed); a bad line raises DataError with its number; empty is an error."""
-    rows = [row for _, row in iter_jsonl(path)]
-    if not rows:
-        raise DataError(f"{path}: no examples")
-    return rows
 
 
 def encode_sft_rows(tokenizer, rows: list[dict[str, Any]], max_length: int, source: str = "data") -> tuple[list[Encoded], TruncationStats]:
