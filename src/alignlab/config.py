@@ -8,16 +8,38 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 from alignlab.errors import ConfigError
 
 T = TypeVar("T")
+
+Dtype = Literal["float32", "bfloat16", "float16"]  # the dtypes models.loading loads
+LRSchedule = Literal["constant", "linear", "cosine"]
+MixedPrecision = Literal["no", "bf16", "fp16"]
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML where only true/false are booleans (YAML 1.2), so `mixed_precision: no`
+    and `mixed_precision=no` stay the string 'no'."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
 
 
 @dataclasses.dataclass
@@ -35,10 +57,11 @@ class LoraSettings:
 
 @dataclasses.dataclass
 class ModelSettings:
-    """Which causal LM to load: a local path, a hub id, or `testbed:<size>`."""
+    """Which causal LM to load: a folder, a hub id or a built-in name (resolved by
+    `alignlab.resolve.model_path`); required: loading an empty name is a ConfigError."""
 
-    name_or_path: str = "testbed:student"
-    dtype: str = "float32"
+    name_or_path: str = ""
+    dtype: Dtype = "float32"
     lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
 
 
@@ -52,14 +75,14 @@ class TrainSettings:
     epochs: int = 1
     max_steps: int = -1  # optimiser steps; -1 = run all epochs
     warmup_steps: int = 0
-    lr_schedule: str = "constant"  # constant | linear | cosine (after warmup)
+    lr_schedule: LRSchedule = "constant"  # after warmup
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
     log_every: int = 10
     save_every: int = 100
     keep_checkpoints: int = 2
-    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
+    mixed_precision: MixedPrecision = "no"  # bf16 / fp16 on a GPU
     progress: bool = True
 
 
@@ -181,7 +204,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. train.lr=1e-4)")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = _load_yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         _set_path(out, key.strip(), value)
@@ -208,7 +231,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = _load_yaml(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from e
         if not isinstance(loaded, dict):

@@ -1,8 +1,20 @@
+"""Typed configs: YAML + key=value overrides, every bad key or value named."""
+
+from dataclasses import dataclass, field
+
 import pytest
 
-from alignlab.config import ModelSettings, TrainSettings, load_config, parse_overrides
+from alignlab.config import ModelSettings, TrainSettings, load_config, parse_overrides, save_config
 from alignlab.errors import ConfigError
-from alignlab.train.sft import SFTConfig
+
+
+@dataclass
+class SFTConfig:
+    """A recipe-shaped config (the config layer is tested without importing any recipe)."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=5e-4, batch_size=16, epochs=1))
+    data: str = ""
 
 
 def test_yaml_plus_overrides(tmp_path):
@@ -43,3 +55,41 @@ def test_partial_section_keeps_recipe_defaults():
     assert cfg.train.progress is False
     assert cfg.train.lr == default.lr and cfg.train.batch_size == default.batch_size
     assert default.lr != TrainSettings().lr  # the recipe default differs from the class default
+
+
+def test_model_name_is_required_and_dtype_is_checked():
+    assert ModelSettings().name_or_path == ""
+    assert load_config(SFTConfig, None, ["model.dtype=bfloat16"]).model.dtype == "bfloat16"
+    with pytest.raises(ConfigError, match=r"config\.model\.dtype: 'fp32' is not one of \['float32', 'bfloat16', 'float16'\]"):
+        load_config(SFTConfig, None, ["model.dtype=fp32"])
+
+
+def test_wrong_literal_value_names_the_key(tmp_path):
+    cfg = load_config(SFTConfig, None, ["train.lr_schedule=cosine", "train.mixed_precision=bf16"])
+    assert (cfg.train.lr_schedule, cfg.train.mixed_precision) == ("cosine", "bf16")
+    with pytest.raises(ConfigError, match=r"train\.lr_schedule: 'cosin' is not one of \['constant', 'linear', 'cosine'\]"):
+        load_config(SFTConfig, None, ["train.lr_schedule=cosin"])
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  mixed_precision: fp8\n")
+    with pytest.raises(ConfigError, match=r"train\.mixed_precision: 'fp8' is not one of \['no', 'bf16', 'fp16'\]"):
+        load_config(SFTConfig, p)
+
+
+def test_no_stays_a_string_and_only_true_false_are_booleans(tmp_path):
+    """YAML 1.1 reads `no` as false; `mixed_precision: no` must mean the string 'no'."""
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  mixed_precision: no\n  progress: false\n")
+    cfg = load_config(SFTConfig, p, ["train.lr_schedule=linear"])
+    assert (cfg.train.mixed_precision, cfg.train.progress) == ("no", False)
+    assert load_config(SFTConfig, None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match=r"model\.lora\.enabled: expected true/false, got 'yes'"):
+        load_config(SFTConfig, None, ["model.lora.enabled=yes"])
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(SFTConfig, tmp_path / "saved.yaml") == cfg
+
+
+def test_typo_in_an_override_key_is_named_with_suggestion():
+    with pytest.raises(ConfigError, match=r"config\.train: unknown key 'lr_schedul' \(did you mean 'lr_schedule'\?\)"):
+        load_config(SFTConfig, None, ["train.lr_schedul=cosine"])
+    with pytest.raises(ConfigError, match=r"unknown key 'mdoel' \(did you mean 'model'\?\)"):
+        load_config(SFTConfig, None, ["mdoel.dtype=float32"])
