@@ -29,6 +29,7 @@ from alignlab.interventions import limits, sea, steering
 from alignlab.interventions.hooks import Site, num_layers
 from alignlab.models import load_model
 from alignlab.plots import line_plot
+from alignlab.resolve import reward_fn
 from alignlab.testbed.lexicon import NEGATIVE, POSITIVE, sentiment_reward
 
 SUBJECTS = ["food", "hotel", "movie", "service", "concert", "room", "staff", "book", "museum", "coffee"]
@@ -117,7 +118,8 @@ def steering_limits(model, tok, args, res: dict, out: Path, shakespeare: list[st
     vec = steering.train_steering_vector(model, tok, pairs, [layer])
     base = [f"Here is my short review. The {s} was" for s in SUBJECTS]
     base = (base * (args.limit_prompts // len(base) + 1))[: args.limit_prompts]
-    sweep = steering.sweep(model, tok, vec, base, [layer], args.coefficients, sentiment_reward, 24, 0.7, seed=0)
+    sweep = steering.sweep(model, tok, vec, base, [layer], args.coefficients, reward_fn("gold:sentiment"), 24, 0.7,
+                           seed=0)
     res["steering_sweep"] = sweep
     log(f"steering sweep layer {layer}: {[(r['coefficient'], round(r['score'], 3)) for r in sweep]}")
     shots = [f"Here is my short review. The {s} was {rng.choice(['fine', 'ok', 'average'])} and the staff were polite."

@@ -25,6 +25,7 @@ from alignlab.interventions import limits, sea, steering
 from alignlab.interventions.hooks import Site, num_layers
 from alignlab.models import load_model
 from alignlab.plots import line_plot
+from alignlab.resolve import reward_fn
 from alignlab.testbed import lexicon as lx
 from alignlab.testbed.lexicon import sentiment_reward
 from alignlab.testbed.tasks import (
@@ -130,8 +131,9 @@ def _steering(ctx: DemoContext, model, tok, n_layers: int, out: Path):
     layer = min(2, n_layers - 1)
     coefs = [-16.0, 0.0, 16.0] if quick else [-32.0, -16.0, -8.0, 0.0, 8.0, 16.0, 32.0]
     new = 12 if quick else 24
-    sweep = steering.sweep(model, tok, vec, prompts, [layer], coefs, sentiment_reward, new, seed=ctx.seed)
-    by_layer = [] if quick else steering.sweep(model, tok, vec, prompts, list(range(n_layers)), [16.0], sentiment_reward,
+    gold = reward_fn("gold:sentiment")
+    sweep = steering.sweep(model, tok, vec, prompts, [layer], coefs, gold, new, seed=ctx.seed)
+    by_layer = [] if quick else steering.sweep(model, tok, vec, prompts, list(range(n_layers)), [16.0], gold,
                                                24, seed=ctx.seed)
     rewards = [r["score"] for r in sweep]
     figs = [line_plot({f"layer {layer}": (coefs, rewards)}, out / "reward_vs_coefficient.png",

@@ -92,9 +92,12 @@ def steered_texts(model, tokenizer, prompts: Sequence[str], vector: SteeringVect
 
 
 def sweep(model, tokenizer, vector: SteeringVector, prompts: Sequence[str], layers: Sequence[int],
-          coefficients: Sequence[float], score: Callable[[str], float], max_new_tokens: int = 24,
-          temperature: float = 1.0, seed: int = 0, progress: bool = False) -> list[dict]:
-    """Mean score of steered generations for every (layer, coefficient); one row each."""
+          coefficients: Sequence[float], score: Callable[[Sequence[str], Sequence[str]], Sequence[float]],
+          max_new_tokens: int = 24, temperature: float = 1.0, seed: int = 0, progress: bool = False) -> list[dict]:
+    """Mean score of steered generations for every (layer, coefficient); one row each.
+
+    `score(prompts, continuations)` is a reward function (e.g. `alignlab.resolve.reward_fn(...)`).
+    """
     from alignlab.progress import progress_bar
 
     rows = []
@@ -102,7 +105,7 @@ def sweep(model, tokenizer, vector: SteeringVector, prompts: Sequence[str], laye
         for layer in layers:
             for c in coefficients:
                 texts = steered_texts(model, tokenizer, prompts, vector, c, layer, max_new_tokens, temperature, seed)
-                scores = [score(t) for t in texts]
+                scores = [float(s) for s in score(list(prompts), texts)]
                 rows.append({"layer": layer, "coefficient": float(c), "score": sum(scores) / len(scores)})
                 bar.advance(score=rows[-1]["score"])
     return rows
