@@ -24,10 +24,11 @@ import numpy as np
 from alignlab.embedding_rm.annotate import simulate_preferences
 from alignlab.embedding_rm.embed import EmbedSettings, Encoder, embed_pairs
 from alignlab.embedding_rm.ensemble import compare_scorers, train_ensemble
+from alignlab.embedding_rm.evaluation import pool_metrics
 from alignlab.embedding_rm.gbdt import GBDTSettings
 from alignlab.embedding_rm.heads import MLPSettings
 from alignlab.embedding_rm.pools import Pool, sample_pool
-from alignlab.eval.best_of_n import best_of_n, pairwise_accuracy, plot_bon, spearman_per_prompt
+from alignlab.eval.best_of_n import plot_bon
 from alignlab.models import load_model
 from alignlab.progress import console
 from alignlab.testbed.build import ensure_testbed
@@ -55,13 +56,11 @@ def embed(pool: Pool, pooling: str, layer: int, cache: Path) -> np.ndarray:
 
 def measure(score_test: np.ndarray, test: Pool, k: int, seed: int) -> dict:
     proxy, gold = score_test.reshape(-1, k), test.gold.reshape(-1, k)
-    curve = best_of_n(proxy, gold, n_draws=50, seed=seed)
     rng = np.random.default_rng(seed)
-    p, a, b = rng.integers(0, proxy.shape[0], 20000), *rng.integers(0, k, (2, 20000))
-    keep = gold[p, a] != gold[p, b]
-    acc = pairwise_accuracy(proxy[p, a][keep], proxy[p, b][keep], (gold[p, a] > gold[p, b])[keep])
+    pairs = (rng.integers(0, proxy.shape[0], 20000), *rng.integers(0, k, (2, 20000)))
+    m, curve = pool_metrics(proxy, gold, pairs, n_draws=50, seed=seed)
     return {"ns": curve.ns, "bon_mean": curve.mean, "bon_std": curve.std,
-            "spearman": spearman_per_prompt(proxy, gold)[0], "pair_acc": acc}
+            "spearman": m["spearman"], "pair_acc": m["pair_acc"]}
 
 
 def main() -> None:

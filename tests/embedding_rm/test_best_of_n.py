@@ -1,4 +1,4 @@
-"""Best-of-N, per-prompt Spearman and pairwise accuracy against hand-computed values."""
+"""Best-of-N, per-prompt Spearman, pairwise accuracy and pool metrics against hand-computed values."""
 
 import numpy as np
 import pytest
@@ -63,3 +63,18 @@ def test_bad_input_is_a_clear_error():
         best_of_n(np.full((1, 2), np.nan), np.zeros((1, 2)))
     with pytest.raises(DataError, match="non-empty"):
         pairwise_accuracy(np.array([]), np.array([]))
+
+
+def test_pool_metrics_by_hand():
+    from alignlab.embedding_rm.evaluation import pool_metrics
+
+    proxy = np.array([[3.0, 1.0, 2.0], [0.0, 1.0, 2.0]])
+    gold = np.array([[1.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
+    # pairs (prompt, a, b): right; a gold tie (dropped); wrong; wrong
+    pairs = (np.array([0, 0, 1, 1]), np.array([0, 1, 0, 2]), np.array([1, 2, 2, 1]))
+    m, curve = pool_metrics(proxy, gold, pairs, n_draws=5, seed=0)
+    assert list(m) == ["pair_acc", "spearman", "bon@3"]
+    assert m["pair_acc"] == pytest.approx(1 / 3)
+    assert m["spearman"] == pytest.approx((spearmanr(proxy[0], gold[0]).statistic - 1.0) / 2)
+    assert m["bon@3"] == pytest.approx((1.0 + 0.0) / 2)  # the proxy's best: gold 1 on prompt 0, gold 0 on prompt 1
+    assert curve.ns == [1, 2, 3] and curve.mean[-1] == m["bon@3"]

@@ -7,6 +7,7 @@ import torch
 from alignlab.embedding_rm.embed import (
     EmbedSettings,
     Encoder,
+    cached_rows,
     embed_pairs,
     last_token_pool,
     load_encoder,
@@ -68,10 +69,13 @@ def test_cache_hit_resume_and_key(encoder, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         embed_pairs(encoder, PROMPTS, RESPONSES, s, cache_dir=tmp_path, progress=False, on_chunk=stop)
     assert sum(calls) == 4  # chunks 0 and 1 are on disk
+    assert cached_rows(encoder, PROMPTS, RESPONSES, s, tmp_path) == 4
+    assert cached_rows(encoder, PROMPTS, RESPONSES[:-1] + [" b"], s, tmp_path) == 0  # other data: nothing cached
     calls.clear()
     resumed = embed_pairs(encoder, PROMPTS, RESPONSES, s, cache_dir=tmp_path, progress=False)
     assert sum(calls) == 3  # only the rows not yet on disk
     assert isinstance(resumed, np.memmap) and np.allclose(resumed, full, atol=1e-6)
+    assert cached_rows(encoder, PROMPTS, RESPONSES, s, tmp_path) == 7
     calls.clear()
     again = embed_pairs(encoder, PROMPTS, RESPONSES, EmbedSettings(batch_size=5), cache_dir=tmp_path, progress=False)
     assert calls == [] and np.allclose(again, full, atol=1e-6)  # batch/chunk sizes are not in the key

@@ -20,16 +20,11 @@ from alignlab.embedding_rm.annotate import simulate_preferences
 from alignlab.embedding_rm.data import PairData
 from alignlab.embedding_rm.embed import EmbedSettings, Encoder, embed_pairs
 from alignlab.embedding_rm.ensemble import AGGREGATION_LABELS, train_ensemble
+from alignlab.embedding_rm.evaluation import pool_metrics
 from alignlab.embedding_rm.gbdt import GBDTSettings
 from alignlab.embedding_rm.heads import MLPSettings
 from alignlab.embedding_rm.pools import Pool, sample_pool
-from alignlab.eval.best_of_n import (
-    BoNCurve,
-    best_of_n,
-    pairwise_accuracy,
-    plot_bon,
-    spearman_per_prompt,
-)
+from alignlab.eval.best_of_n import BoNCurve, plot_bon
 from alignlab.models import load_model
 from alignlab.testbed.lexicon import sentiment_reward
 
@@ -46,11 +41,7 @@ def _measure(score: np.ndarray, pool: Pool, test_rows: np.ndarray, k: int, seed:
     proxy, gold = score[test_rows].reshape(-1, k), pool.gold[test_rows].reshape(-1, k)
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, k, (2, 4000))
-    p = rng.integers(0, proxy.shape[0], 4000)
-    keep = gold[p, a] != gold[p, b]
-    acc = pairwise_accuracy(proxy[p, a][keep], proxy[p, b][keep], (gold[p, a] > gold[p, b])[keep])
-    curve = best_of_n(proxy, gold, n_draws=30, seed=seed)
-    return {"pair_acc": acc, "spearman": spearman_per_prompt(proxy, gold)[0], f"bon@{k}": curve.mean[-1]}, curve
+    return pool_metrics(proxy, gold, (rng.integers(0, proxy.shape[0], 4000), a, b), n_draws=30, seed=seed)
 
 
 def run(ctx: DemoContext) -> StageResult:

