@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alignlab.data.jsonl import read_jsonl
 from alignlab.embedding_rm.data import PairData
 from alignlab.embedding_rm.embed import EmbedSettings, embed_pairs, load_encoder
 from alignlab.embedding_rm.ensemble import compare_scorers
@@ -29,7 +30,6 @@ from alignlab.embedding_rm.store import rows_from_records
 from alignlab.errors import DataError
 from alignlab.eval.best_of_n import pairwise_accuracy
 from alignlab.progress import console, print_table
-from alignlab.train.sft import read_jsonl
 
 
 def usable(records: list[dict]) -> tuple[list[dict], int]:
