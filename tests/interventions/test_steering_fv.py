@@ -124,3 +124,43 @@ def test_mean_head_activations_shape_and_value(make_family_model):
     mean = fvm.mean_head_activations(model, tok, prompts)
     acts = last_token_activations(model, tok, prompts, ["heads.1"])[Site("heads", 1)]
     assert mean.shape == (2, 4, 8) and torch.allclose(mean[1], acts.mean(0))
+
+
+def _word_tokenizer(bos_by_default: bool):
+    """A word-level fast tokenizer with a BOS token; Llama-style (BOS added by default) or not."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "->", ";"] + [f"w{i}" for i in range(20)]
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if bos_by_default:
+        tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+@pytest.mark.parametrize("bos_by_default", [True, False])
+def test_fv_prompts_start_with_bos_exactly_when_the_tokenizer_adds_it(bos_by_default, make_family_model):
+    model = make_family_model("llama")
+    tok = _word_tokenizer(bos_by_default)
+    assert fvm.adds_bos(tok) == bos_by_default and tok.bos_token_id == 1
+    pairs = [(f"w{i}", f"w{i + 10}") for i in range(8)]
+    t = fvm.ICLTemplate()
+    fed: list[list[int]] = []
+
+    def record(_module, args):
+        for row in args[0].tolist():
+            fed.append([i for i in row if i != tok.pad_token_id])  # left padding stripped
+
+    handle = model.get_input_embeddings().register_forward_pre_hook(record)
+    try:
+        fv = fvm.extract(model, tok, pairs, t, n_prompts=3, n_shots=2, top_k=2, seed=0)
+        fvm.accuracy_by_layer(model, tok, fv, pairs[:2], t, n_shots_baseline=2, shot_pool=pairs)
+    finally:
+        handle.remove()
+    full = [ids for ids in fed if len(ids) > 1]  # the cached CIE step feeds the last token alone
+    assert full and all((ids[0] == 1) == bos_by_default for ids in full)
+    assert all(ids.count(1) == (1 if bos_by_default else 0) and 2 not in ids for ids in full)  # no EOS
+    prompt = t.prompt(pairs[:2], "w5")
+    assert fvm.prompt_ids(tok, [prompt])[0] == tok(prompt)["input_ids"]  # = the tokenizer's default encoding

@@ -8,7 +8,8 @@
 4. v added to the residual stream after block ℓ at the last token of zero-shot prompts;
    accuracy (top-1 first token) vs ℓ.
 Patching only the last token leaves the prefix unchanged, so each head's effect is one
-single-token forward on a cached prefix.
+single-token forward on a cached prefix. Prompts start with BOS exactly when the tokenizer's
+default encoding adds one (`prompt_ids`), as in the reference implementation.
 """
 
 from __future__ import annotations
@@ -85,9 +86,27 @@ def first_token_ids(tokenizer, answers: Sequence[str], prefix: str = " ") -> lis
     return ids
 
 
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer's default encoding starts with its BOS token (Llama-style
+    tokenizers do; GPT-2-, Qwen- and SmolLM-style ones do not)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    ids = tokenizer("")["input_ids"]
+    return bool(ids) and ids[0] == bos
+
+
+def prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each ICL prompt as the reference implementation feeds them (it encodes
+    with the tokenizer's defaults): BOS first exactly when the tokenizer's default adds it,
+    and no other special token (a trailing EOS would move the last position)."""
+    bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
+    return [bos + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
 def _encode(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids, mask = pad_batch([tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts], pad, side="left")
+    ids, mask = pad_batch(prompt_ids(tokenizer, prompts), pad, side="left")
     return ids, mask, (mask.cumsum(-1) - 1).clamp_min(0)
 
 
@@ -107,7 +126,7 @@ def next_token_logprobs(model, tokenizer, prompts: Sequence[str], batch_size: in
 def mean_head_activations(model, tokenizer, prompts: Sequence[str], batch_size: int = 16) -> torch.Tensor:
     """Mean output of every head at the last token -> [layers, heads, head_dim]."""
     sites = [Site("heads", ly) for ly in range(num_layers(model))]
-    acts = last_token_activations(model, tokenizer, prompts, sites, batch_size)
+    acts = last_token_activations(model, tokenizer, prompt_ids(tokenizer, prompts), sites, batch_size)
     return torch.stack([acts[s].mean(0) for s in sites])
 
 
