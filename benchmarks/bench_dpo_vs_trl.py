@@ -115,7 +115,7 @@ def worker_ours(a: argparse.Namespace) -> dict:
 
     torch.set_num_threads(a.threads)
     from alignlab.config import load_config
-    from alignlab.train import preference as prefs
+    from alignlab.recipes import prefs
 
     # time only the training loop, as for TRL: wrap Trainer.fit
     timing: dict[str, float] = {}
@@ -132,7 +132,7 @@ def worker_ours(a: argparse.Namespace) -> dict:
 
     prefs.Trainer.fit = timed_fit
     cfg = load_config(prefs.PrefsConfig, None, [
-        f"model.name_or_path={a.model}", f"data={a.data}", f"output_dir={a.out}", "loss=dpo", f"beta={a.beta}",
+        f"model.name_or_path={a.model}", f"data={a.data}", f"output_dir={a.out}", "preference.loss=dpo", f"preference.beta={a.beta}",
         "reference=copy", f"train.batch_size={a.batch}", f"train.max_steps={a.steps}", f"train.lr={a.lr}",
         "train.log_every=10", "train.save_every=0", "train.progress=false", "train.max_grad_norm=1.0",
         "eval_fraction=0", f"max_length={a.max_length}", f"max_prompt_length={a.max_length // 2}",

@@ -56,16 +56,16 @@ def run_alignlab(model: str, steps: int, warmup: int, out: str) -> dict:
     import torch
 
     from alignlab.config import ModelSettings, TrainSettings
-    from alignlab.models import resolve_model_path
-    from alignlab.train import ppo
+    from alignlab.recipes import ppo
+    from alignlab.resolve import model_path as resolve_model_path
 
     torch.manual_seed(0)
     shutil.rmtree(out, ignore_errors=True)
     cfg = ppo.PPOConfig(
         model=ModelSettings(name_or_path=resolve_model_path(model)),
         train=TrainSettings(lr=LR, batch_size=COMPLETIONS, grad_accum=1, log_every=1, save_every=0, progress=False),
-        n_prompts=COMPLETIONS * (steps + warmup),
-        generation=ppo.GenerationSettings(max_new_tokens=MAX_NEW, batch_size=COMPLETIONS),
+        prompts="testbed:reviews", reward="gold:sentiment", n_prompts=COMPLETIONS * (steps + warmup),
+        generation=ppo.SamplingSettings(max_new_tokens=MAX_NEW, batch_size=COMPLETIONS),
         ppo=ppo.PPOSettings(iterations=steps + warmup, rollout_batch=COMPLETIONS, epochs=1, kl_coef=BETA),
         eval=ppo.DriftEvalSettings(every=0),
         output_dir=out,
@@ -93,7 +93,7 @@ def run_trl(model: str, steps: int, warmup: int, out: str) -> dict:
     from transformers import TrainerCallback
     from trl import RLOOConfig, RLOOTrainer
 
-    from alignlab.models import resolve_model_path
+    from alignlab.resolve import model_path as resolve_model_path
     from alignlab.testbed.lexicon import sentiment_reward
 
     torch.manual_seed(0)

@@ -38,20 +38,21 @@ def one_run(args: tuple[str, float, bool, int, str, bool, str]) -> tuple[str, fl
 
     torch.set_num_threads(1)
     from alignlab.config import ModelSettings, TrainSettings
+    from alignlab.recipes import ppo
     from alignlab.rl.elastic_reset import ElasticResetSettings
-    from alignlab.train import ppo
 
     s = settings(quick)
     cfg = ppo.PPOConfig(
         model=ModelSettings(name_or_path=model),
         train=TrainSettings(lr=s["lr"], batch_size=s["batch_size"], log_every=1, save_every=0, seed=seed,
                             progress=False),
-        n_prompts=512,
-        generation=ppo.GenerationSettings(max_new_tokens=s["max_new_tokens"], batch_size=64),
+        prompts="testbed:reviews", reward="gold:sentiment", n_prompts=512,
+        generation=ppo.SamplingSettings(max_new_tokens=s["max_new_tokens"], batch_size=64),
         ppo=ppo.PPOSettings(iterations=s["iterations"], rollout_batch=s["rollout_batch"], epochs=s["epochs"],
                             kl_coef=beta),
         elastic_reset=ElasticResetSettings(enabled=elastic, decay=s["decay"], reset_every=s["reset_every"]),
-        eval=ppo.DriftEvalSettings(every=s["eval_every"], n_prompts=s["eval_prompts"], n_reference=48),
+        eval=ppo.DriftEvalSettings(every=s["eval_every"], n_prompts=s["eval_prompts"], n_reference=48,
+                                   reference_text="testbed:neutral"),
         output_dir=str(Path(out) / f"{name}-seed{seed}"),
     )
     t = time.time()

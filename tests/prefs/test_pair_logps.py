@@ -5,8 +5,13 @@ from __future__ import annotations
 import torch
 
 from alignlab.data.preference_batches import EncodedPair, collate_pairs
-from alignlab.logprobs import sequence_logprobs
-from alignlab.train import preference as prefs
+from alignlab import scoring
+from alignlab.scoring import sequence_logprobs
+
+
+def _rows(pair: scoring.PairLogps) -> torch.Tensor:
+    """All chosen, then all rejected (the order the expectations are written in)."""
+    return torch.cat([pair.chosen, pair.rejected])
 
 
 def _single(model, prompt: list[int], response: list[int]) -> float:
@@ -19,11 +24,11 @@ def _assert_matches_unpadded(model, batch, items, lens):
     """Summed and length-normalised pair log-probs equal each sequence scored alone, unpadded;
     `lens` are the response lengths (chosen of every item, then rejected)."""
     with torch.no_grad():
-        got = prefs.pair_logps(model, batch)
+        got = _rows(scoring.pair_logps(model, batch))
         want = [_single(model, e.prompt_ids, e.chosen_ids) for e in items]
         want += [_single(model, e.prompt_ids, e.rejected_ids) for e in items]
         assert torch.allclose(got, torch.tensor(want), atol=1e-4)
-        mean = prefs.pair_logps(model, batch, length_normalize=True)
+        mean = _rows(scoring.pair_logps(model, batch, length_normalize=True))
     assert torch.allclose(mean, torch.tensor(want) / torch.tensor(lens, dtype=torch.float), atol=1e-4)
 
 
@@ -41,9 +46,9 @@ def test_full_logits_path_agrees(tiny, monkeypatch):
     batch = collate_pairs([EncodedPair([5, 6], [7, 8, 9], [10]), EncodedPair([11, 12, 13], [14], [15, 16])],
                           tok.pad_token_id)
     with torch.no_grad():
-        trimmed = prefs.pair_logps(model, batch)
-        monkeypatch.setattr(prefs, "_accepts_logits_to_keep", lambda m: False)
-        full = prefs.pair_logps(model, batch)
+        trimmed = _rows(scoring.pair_logps(model, batch))
+        monkeypatch.setattr(scoring, "accepts_logits_to_keep", lambda m: False)
+        full = _rows(scoring.pair_logps(model, batch))
     assert torch.allclose(trimmed, full, atol=1e-5)
 
 
@@ -68,7 +73,7 @@ def test_packed_gradients_match_padded(tiny):
     grads = []
     for batch in (collate_pairs(items, tok.pad_token_id), collate_pairs_packed(items, tok.pad_token_id)):
         model.zero_grad()
-        lp = prefs.pair_logps(model, batch)
+        lp = _rows(scoring.pair_logps(model, batch))
         (lp[:2] - 0.5 * lp[2:]).sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-4)

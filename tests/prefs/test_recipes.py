@@ -36,7 +36,7 @@ def test_reward_model_learns_and_loads_back(tiny_dir, ranking_file, tmp_path):
     from alignlab.data.preference import read_rankings, split_records
     from alignlab.data.preference_batches import encode_rankings
     from alignlab.models.reward import RewardModel, load_reward_model
-    from alignlab.train.reward import RewardConfig, evaluate_rankings, run
+    from alignlab.recipes.rm import RewardConfig, evaluate_rankings, run
 
     cfg = load_config(RewardConfig, None, [f"model.name_or_path={tiny_dir}", f"data={ranking_file}",
                                            f"output_dir={tmp_path / 'rm'}", "train.max_steps=30", "train.lr=2e-3",
@@ -66,7 +66,7 @@ def test_reward_model_learns_and_loads_back(tiny_dir, ranking_file, tmp_path):
 
 def test_reward_model_lora_adapter_saves_and_loads(tiny_dir, ranking_file, tmp_path):
     from alignlab.models.reward import RewardModel
-    from alignlab.train.reward import RewardConfig, run
+    from alignlab.recipes.rm import RewardConfig, run
 
     cfg = load_config(RewardConfig, None, [f"model.name_or_path={tiny_dir}", f"data={ranking_file}",
                                            f"output_dir={tmp_path / 'rm_lora'}", "train.max_steps=4", "train.lr=5e-3",
@@ -85,11 +85,11 @@ def test_reward_model_lora_adapter_saves_and_loads(tiny_dir, ranking_file, tmp_p
 @pytest.mark.parametrize("loss", ["dpo", "cal_dpo"])
 def test_preference_training_beats_its_start(tiny_dir, ranking_file, tmp_path, loss):
     from alignlab.models import load_model
-    from alignlab.train.preference import PrefsConfig, run
+    from alignlab.recipes.prefs import PrefsConfig, run
 
-    cfg = load_config(PrefsConfig, None, [f"model.name_or_path={tiny_dir}", f"data={ranking_file}", f"loss={loss}",
+    cfg = load_config(PrefsConfig, None, [f"model.name_or_path={tiny_dir}", f"data={ranking_file}", f"preference.loss={loss}",
                                           f"output_dir={tmp_path / loss}", "train.max_steps=30", "train.lr=2e-3",
-                                          "train.batch_size=16", "beta=0.1", "eval_fraction=0.1",
+                                          "train.batch_size=16", "preference.beta=0.1", "eval_fraction=0.1",
                                           "pairs=best_vs_worst", "max_prompt_length=48", *COMMON])
     res = run(cfg)
     m = res.metrics
@@ -108,7 +108,7 @@ def test_preference_training_beats_its_start(tiny_dir, ranking_file, tmp_path, l
 
 def test_reference_modes_agree(tiny_dir, ranking_file, tmp_path):
     """A frozen copy, precomputed log-probs and (for LoRA) the disabled adapter give the same losses."""
-    from alignlab.train.preference import PrefsConfig, run
+    from alignlab.recipes.prefs import PrefsConfig, run
 
     small = tmp_path / "small.jsonl"
     small.write_text("".join(ranking_file.read_text().splitlines(keepends=True)[:24]))
@@ -143,7 +143,7 @@ def test_config_and_data_errors_are_clean(tiny_dir, tmp_path, capsys):
     bad.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": "a"}\n')
     assert main(["prefs", f"model.name_or_path={tiny_dir}", f"data={bad}", "--out", str(tmp_path / "r")]) == 2
     assert f"{bad}:2: missing field(s) ['rejected']" in capsys.readouterr().err
-    assert main(["prefs", "loss=kto", f"data={bad}", "--out", str(tmp_path / "r")]) == 2
-    assert "loss: 'kto' is not one of" in capsys.readouterr().err
+    assert main(["prefs", "preference.loss=kto", f"data={bad}", "--out", str(tmp_path / "r")]) == 2
+    assert "preference.loss" in capsys.readouterr().err
     assert main(["prefs", "reference=adapter", f"data={bad}", "--out", str(tmp_path / "r")]) == 2
     assert "needs model.lora.enabled" in capsys.readouterr().err

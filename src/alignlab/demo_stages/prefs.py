@@ -19,12 +19,14 @@ from alignlab.demo_stages import DemoContext, StageResult
 from alignlab.eval.preference import spearman, win_rate
 from alignlab.generation import sample
 from alignlab.logprobs import score_completions
+from alignlab.losses.preference import PreferenceLossSettings
 from alignlab.models import load_model
 from alignlab.models.reward import RewardModel
 from alignlab.plots import line_plot
+from alignlab.recipes import prefs as preference
+from alignlab.recipes import rm as reward
 from alignlab.runs import read_metrics
 from alignlab.testbed.lexicon import sentiment_reward
-from alignlab.train import preference, reward
 
 METHODS = {"dpo": "DPO", "cal_dpo": "Cal-DPO"}
 
@@ -95,7 +97,7 @@ def run(ctx: DemoContext) -> StageResult:
     runs, results = {}, {}
     for loss in METHODS:
         cfg = preference.PrefsConfig(
-            model=ModelSettings(name_or_path=start), loss=loss, beta=0.1,
+            model=ModelSettings(name_or_path=start), preference=PreferenceLossSettings(loss=loss, beta=0.1),
             train=TrainSettings(lr=5e-4, batch_size=16, max_steps=6 if q else 40, log_every=2, save_every=0,
                                 seed=ctx.seed, progress=not q),
             data=str(train_path), eval_data=str(pairs_val_path), max_length=128, max_prompt_length=64,

@@ -11,8 +11,8 @@ from alignlab.config import ModelSettings, TrainSettings
 from alignlab.demo_stages import DemoContext, StageResult
 from alignlab.generation import sample
 from alignlab.models import load_model
+from alignlab.recipes import sft
 from alignlab.testbed.lexicon import sentiment_reward
-from alignlab.train import sft
 
 
 def chat_prompts(ctx: DemoContext, n: int, seed: int = 123) -> list[list[dict[str, str]]]:

@@ -41,8 +41,6 @@ from alignlab.rl.rollout import Rollout, collect_rollout, finish_rollout
 from alignlab.runs import RunDir
 from alignlab.train.loop import Trainer, device_generator, mean_metrics, seed_everything
 
-GenerationSettings = SamplingSettings  # deprecated name
-
 
 @dataclass
 class PPOSettings:

@@ -21,9 +21,9 @@ from alignlab.data.chat import (
 )
 from alignlab.data.jsonl import read_jsonl
 from alignlab.errors import DataError
-from alignlab.logprobs import causal_lm_loss
+from alignlab.losses.lm import causal_lm_loss
 from alignlab.models import load_model
-from alignlab.recipe import RunResult, add_recipe_args, config_from_args, default_run_dir
+from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
 from alignlab.train.loop import Trainer, seed_everything
 
@@ -81,6 +81,5 @@ def run(cfg: SFTConfig) -> RunResult:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sft", help="Supervised fine-tuning on chat threads or prompt/response pairs")
-    add_recipe_args(p)
-    p.set_defaults(func=lambda a: print(run(config_from_args(SFTConfig, a))) or 0)
+    register_recipe(sub, "sft", "Supervised fine-tuning on chat threads or prompt/response pairs", SFTConfig, run,
+                    title="SFT")

@@ -1,6 +1,7 @@
 """Preference-optimisation recipe (`alignlab prefs`): DPO, IPO or Cal-DPO (SPEC §2).
 
-`loss: dpo | ipo | cal_dpo` picks the method; everything else is shared. The reference is
+`preference.loss: dpo | ipo | cal_dpo` picks the method (the loss itself lives in
+`alignlab.losses.preference`; batches are scored by `alignlab.scoring.pair_logps`); everything else is shared. The reference is
 `precomputed` (log-probs computed once before training, cached in the run folder, the
 reference freed — the default), a frozen `copy` held in memory, or the base weights with
 the LoRA `adapter` disabled. Logged per step: loss, chosen/rejected implicit rewards (β·h),
@@ -17,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -34,14 +34,12 @@ from alignlab.data.preference_batches import (
     encode_pairs,
 )
 from alignlab.errors import ConfigError, DataError
-from alignlab.logprobs import token_logprobs
-from alignlab.losses.preference import CALIBRATION_REDUCTIONS, LOSSES, preference_loss
+from alignlab.losses.preference import PreferenceLossSettings
 from alignlab.models import load_model
-from alignlab.recipe import RunResult, add_recipe_args, config_from_args, default_run_dir
+from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
-from alignlab.train.loop import Trainer, seed_everything
-
-REFERENCE_MODES = ("precomputed", "copy", "adapter")
+from alignlab.scoring import PairLogps, packing_supported, pair_logps
+from alignlab.train.loop import Trainer, seed_everything, to_device
 
 
 @dataclass
@@ -49,102 +47,32 @@ class PrefsConfig:
     """Preference optimisation (DPO / IPO / Cal-DPO) of a causal LM on chosen/rejected pairs."""
 
     model: ModelSettings = field(default_factory=ModelSettings)
-    loss: str = "dpo"  # dpo | ipo | cal_dpo
-    beta: float = 0.1
-    calibration_weight: float = 1.0  # Cal-DPO: weight of the squared calibration terms
-    calibration_reduction: str = "example"  # Cal-DPO: example | batch_mean (official script: 0.5 + batch_mean)
+    preference: PreferenceLossSettings = field(default_factory=PreferenceLossSettings)
     length_normalize: bool = False  # use mean (not summed) token log-probs in h
     packing: bool = True  # one [prompt, chosen, rejected] layout per pair, pairs packed in rows (sdpa/eager)
-    reference: str = "precomputed"  # precomputed | copy | adapter
+    reference: Literal["precomputed", "copy", "adapter"] = "precomputed"
     reference_model: str = ""  # empty: the policy's starting weights
     train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=5e-5, batch_size=8, epochs=1))
     data: str = ""  # JSONL: prompt/chosen/rejected, HH-RLHF dialogues, or the ranking export
     eval_data: str = ""  # held-out file; empty = split eval_fraction of data by tree/prompt
     eval_fraction: float = 0.1
     split_seed: int = 0
-    pairs: str = "all"  # from ranking rows: all | best_vs_rest | best_vs_worst
+    pairs: Literal["all", "best_vs_rest", "best_vs_worst"] = "all"  # from ranking rows
     max_length: int = 512
     max_prompt_length: int = 256
-    truncation: str = "truncate"  # truncate (counted) | error
-    on_bad_row: str = "error"  # error | skip (counted and reported)
+    truncation: Literal["truncate", "error"] = "truncate"  # truncate (counted) | error
+    on_bad_row: Literal["error", "skip"] = "error"  # skip: counted and reported
     eval_every: int = 0
     eval_batch_size: int = 16
     output_dir: str = ""
 
 
-# --- log-probs of a pair batch -------------------------------------------------------------
+# --- batches and reference log-probs -------------------------------------------------------
 
 
 def _core(model: torch.nn.Module) -> torch.nn.Module:
-    """The model under DDP / PEFT wrappers (for signature checks and adapter switching)."""
+    """The model under DDP wrappers (for adapter switching)."""
     return getattr(model, "module", model)
-
-
-def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
-    m = _core(model)
-    if hasattr(m, "get_base_model"):
-        m = m.get_base_model()
-    cached = getattr(m, "_alignlab_ltk", None)
-    if cached is None:
-        cached = "logits_to_keep" in inspect.signature(m.forward).parameters
-        try:
-            m._alignlab_ltk = cached
-        except AttributeError:
-            pass
-    return cached
-
-
-def packing_supported(model: torch.nn.Module) -> bool:
-    """Packed pairs need a custom 4D attention mask: the sdpa and eager attention paths take one."""
-    cfg = getattr(_core(model), "config", None)
-    return getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")
-
-
-def _packed_logps(model: torch.nn.Module, batch: dict[str, Any], length_normalize: bool) -> torch.Tensor:
-    device = next(model.parameters()).device
-    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-    allowed = batch["attention_mask"].to(device)
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
-    width = batch["input_ids"].shape[1]
-    src_col = batch["src_col"].to(device)
-    kwargs: dict[str, Any] = {"input_ids": batch["input_ids"].to(device), "attention_mask": mask,
-                              "position_ids": batch["position_ids"].to(device), "use_cache": False}
-    offset = 0
-    if _accepts_logits_to_keep(model):
-        offset = int(batch["src_col"].min())
-        kwargs["logits_to_keep"] = width - offset  # the LM head runs only from the first scored position on
-    logits = model(**kwargs).logits
-    picked = logits[batch["src_row"].to(device), src_col - offset]  # [tokens, V]
-    lp = token_logprobs(picked[None], batch["target_ids"].to(device)[None])[0]
-    slot = batch["slot"].to(device)
-    n = 2 * batch["n_pairs"]
-    total = torch.zeros(n, dtype=lp.dtype, device=device).index_add(0, slot, lp)
-    if length_normalize:
-        count = torch.zeros(n, dtype=lp.dtype, device=device).index_add(0, slot, torch.ones_like(lp))
-        return total / count.clamp_min(1)
-    return total
-
-
-def pair_logps(model: torch.nn.Module, batch: dict[str, Any], length_normalize: bool = False) -> torch.Tensor:
-    """Summed (or mean) response log-probs [2B] (chosen first) of a `collate_pairs` or
-    `collate_pairs_packed` batch."""
-    if "slot" in batch:
-        return _packed_logps(model, batch, length_normalize)
-    device = next(model.parameters()).device
-    resp = batch["response_ids"].to(device)
-    r = resp.shape[1]
-    kwargs: dict[str, Any] = {
-        "input_ids": batch["input_ids"].to(device),
-        "attention_mask": batch["attention_mask"].to(device),
-        "position_ids": batch["position_ids"].to(device),
-        "use_cache": False,
-    }
-    if _accepts_logits_to_keep(model):
-        kwargs["logits_to_keep"] = r + 1  # positions P-1 … P+R-1: those predicting response tokens (+1 spare)
-    logits = model(**kwargs).logits[:, -(r + 1):-1]
-    mask = batch["response_mask"].to(device).to(torch.float32)
-    total = (token_logprobs(logits, resp) * mask).sum(-1)
-    return total / mask.sum(-1).clamp_min(1) if length_normalize else total
 
 
 def pair_collator(model: torch.nn.Module, pad_id: int, packing: bool = True):
@@ -163,14 +91,15 @@ def _logps_of(model: torch.nn.Module, items: Sequence[EncodedPair], pad_id: int,
     core.eval()
     collate = pair_collator(core, pad_id, packing)
     out = []
+    device = next(core.parameters()).device
     for i in range(0, len(items), batch_size):
-        batch = collate(items[i:i + batch_size])
+        batch = to_device(collate(items[i:i + batch_size]), device)
         if disable_adapter:
             with core.disable_adapter():
                 lp = pair_logps(core, batch, length_normalize)
         else:
             lp = pair_logps(core, batch, length_normalize)
-        out.append(torch.stack(lp.float().cpu().chunk(2), dim=1))
+        out.append(lp.stacked().float().cpu())
     core.train(was)
     return torch.cat(out) if out else torch.zeros(0, 2)
 
@@ -224,9 +153,9 @@ def _assign(items: Sequence[EncodedPair], logps: torch.Tensor) -> None:
 def make_loss_fn(cfg: PrefsConfig, ref_model: torch.nn.Module | None = None):
     """loss_fn(model, batch) for the shared loop; reference from the batch, a copy, or the base weights."""
 
-    def reference(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    def reference(model: torch.nn.Module, batch: dict[str, Any]) -> PairLogps:
         if "ref_logps" in batch and cfg.reference == "precomputed":
-            return batch["ref_logps"].to(next(model.parameters()).device)
+            return PairLogps.from_halves(batch["ref_logps"])
         with torch.no_grad():
             if cfg.reference == "adapter":
                 core = _core(model)
@@ -238,10 +167,8 @@ def make_loss_fn(cfg: PrefsConfig, ref_model: torch.nn.Module | None = None):
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         pol = pair_logps(model, batch, cfg.length_normalize)
-        ref = reference(model, batch).to(pol.dtype)
-        pw, pl = pol.chunk(2)
-        rw, rl = ref.chunk(2)
-        return preference_loss(cfg.loss, pw, pl, rw, rl, cfg.beta, cfg.calibration_weight, cfg.calibration_reduction)
+        ref = reference(model, batch)
+        return cfg.preference(pol.chosen, pol.rejected, ref.chosen.to(pol.chosen.dtype), ref.rejected.to(pol.chosen.dtype))
 
     return loss_fn
 
@@ -256,8 +183,7 @@ def evaluate_pairs(model: torch.nn.Module | None, items: Sequence[EncodedPair], 
     ref = torch.tensor([[e.ref_chosen, e.ref_rejected] for e in items])
     pol = ref if model is None else _logps_of(model, items, pad_id, cfg.eval_batch_size, cfg.length_normalize,
                                               packing=cfg.packing)
-    loss, m = preference_loss(cfg.loss, pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], cfg.beta,
-                              cfg.calibration_weight, cfg.calibration_reduction)
+    loss, m = cfg.preference(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1])
     out = {f"{prefix}loss": float(loss)}
     out.update({f"{prefix}{k}": float(v) for k, v in m.items() if not k.startswith("logps")})
     return out
@@ -267,18 +193,12 @@ def evaluate_pairs(model: torch.nn.Module | None, items: Sequence[EncodedPair], 
 
 
 def _check(cfg: PrefsConfig) -> None:
-    if cfg.loss not in LOSSES:
-        raise ConfigError(f"loss: '{cfg.loss}' is not one of {list(LOSSES)}")
-    if cfg.reference not in REFERENCE_MODES:
-        raise ConfigError(f"reference: '{cfg.reference}' is not one of {list(REFERENCE_MODES)}")
     if cfg.reference == "adapter" and not cfg.model.lora.enabled:
         raise ConfigError("reference: 'adapter' needs model.lora.enabled: true (the base weights are the reference)")
     if cfg.reference == "adapter" and cfg.reference_model:
         raise ConfigError("reference: 'adapter' uses the base weights; leave reference_model empty")
-    if cfg.calibration_reduction not in CALIBRATION_REDUCTIONS:
-        raise ConfigError(f"calibration_reduction: '{cfg.calibration_reduction}' is not one of {list(CALIBRATION_REDUCTIONS)}")
-    if cfg.beta <= 0:
-        raise ConfigError(f"beta must be > 0, got {cfg.beta}")
+    if cfg.preference.beta <= 0:
+        raise ConfigError(f"preference.beta must be > 0, got {cfg.preference.beta}")
     if not cfg.data:
         raise ConfigError("data: give a JSONL file of preference pairs or ranking examples")
     if not cfg.eval_data and not 0.0 <= cfg.eval_fraction < 1.0:
@@ -301,7 +221,7 @@ def run(cfg: PrefsConfig) -> RunResult:
     """Train with DPO / IPO / Cal-DPO; returns the run, held-out metrics before/after and time per step."""
     _check(cfg)
     seed_everything(cfg.train.seed)
-    run_dir = RunDir(cfg.output_dir or default_run_dir(cfg.loss))
+    run_dir = RunDir(cfg.output_dir or default_run_dir(cfg.preference.loss))
     model, tok = load_model(cfg.model)
     pairs, read_report = read_preferences(cfg.data, cfg.on_bad_row, cfg.pairs)
     if cfg.eval_data:
@@ -354,7 +274,7 @@ def run(cfg: PrefsConfig) -> RunResult:
         run_dir.log({"step": 0, **before, **({"eval_ref_likelihood_accuracy": ref_pref} if ref_pref is not None else {})})
     t0 = time.time()
     result = trainer.fit(train_items, pair_collator(trainer.unwrapped, pad, cfg.packing), make_loss_fn(cfg, ref_model),
-                         evaluate=evaluate, eval_every=cfg.eval_every, desc=cfg.loss)
+                         evaluate=evaluate, eval_every=cfg.eval_every, desc=cfg.preference.loss)
     seconds = time.time() - t0 - eval_seconds[0]  # training steps only
     final = trainer.save_final(tok)
     metrics: dict[str, Any] = {
@@ -369,10 +289,11 @@ def run(cfg: PrefsConfig) -> RunResult:
     if trainer.is_main:
         from alignlab.report import write_report
 
-        fig = _reward_figure(run_dir, f"{cfg.loss}: implicit rewards over training")
-        notes = [f"loss={cfg.loss} beta={cfg.beta} reference={cfg.reference}", f"data: {read_report.summary()}",
+        loss = cfg.preference.loss
+        fig = _reward_figure(run_dir, f"{loss}: implicit rewards over training")
+        notes = [f"loss={loss} beta={cfg.preference.beta} reference={cfg.reference}", f"data: {read_report.summary()}",
                  f"train: {stats.report()}", f"eval: {eval_stats.report()}"]
-        write_report(run_dir.path, title=f"Preference optimisation ({cfg.loss})", notes=notes,
+        write_report(run_dir.path, title=f"Preference optimisation ({loss})", notes=notes,
                      figures=[fig] if fig else [],
                      tables={"Summary": [{k: v for k, v in metrics.items() if v is not None}]},
                      curve_keys=("loss", "accuracy"))
@@ -380,6 +301,5 @@ def run(cfg: PrefsConfig) -> RunResult:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prefs", help="Preference optimisation: loss=dpo | ipo | cal_dpo (DPO, IPO, Cal-DPO)")
-    add_recipe_args(p)
-    p.set_defaults(func=lambda a: print(run(config_from_args(PrefsConfig, a))) or 0)
+    register_recipe(sub, "prefs", "Preference optimisation: preference.loss=dpo | ipo | cal_dpo (DPO, IPO, Cal-DPO)",
+                    PrefsConfig, run, title="Preference optimisation")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -22,7 +22,7 @@ from alignlab.errors import ConfigError, DataError
 from alignlab.eval.preference import mean_kendall_tau, ranking_accuracy
 from alignlab.losses.preference import reward_ranking_loss
 from alignlab.models.reward import load_reward_model, reward_scores
-from alignlab.recipe import RunResult, add_recipe_args, config_from_args, default_run_dir
+from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
 from alignlab.train.loop import Trainer, seed_everything
 
@@ -39,22 +39,17 @@ class RewardConfig:
     split_seed: int = 0
     max_length: int = 256
     score_penalty: float = 0.001  # λ of the SPEC's 0.5·λ·(s_i² + s_j²) term
-    truncation: str = "truncate"  # truncate (counted, keeps the sequence end) | error
-    on_bad_row: str = "error"  # error | skip (counted and reported)
+    truncation: Literal["truncate", "error"] = "truncate"  # truncate: counted, keeps the sequence end
+    on_bad_row: Literal["error", "skip"] = "error"  # skip: counted and reported
     eval_every: int = 0  # optimiser steps between held-out evaluations (0 = only at the end)
     eval_batch_size: int = 32
     output_dir: str = ""
-
-
-def _device_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def make_loss_fn(penalty: float):
     """loss_fn(model, batch) for the shared loop: ranking loss + in-batch pair accuracy."""
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-        batch = _device_batch(batch, next(model.parameters()).device)
         scores = reward_scores(model, batch["input_ids"], batch["attention_mask"])
         loss, _ = reward_ranking_loss(scores, batch["group_sizes"], batch["ranks"], penalty)
         groups = _split(scores.detach().tolist(), batch["group_sizes"])
@@ -146,6 +141,5 @@ def run(cfg: RewardConfig) -> RunResult:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("rm", help="Train a scalar-head reward model on ranking examples / preference pairs")
-    add_recipe_args(p)
-    p.set_defaults(func=lambda a: print(run(config_from_args(RewardConfig, a))) or 0)
+    register_recipe(sub, "rm", "Train a scalar-head reward model on ranking examples / preference pairs",
+                    RewardConfig, run, title="Reward model")
