@@ -17,6 +17,7 @@ from alignlab.losses.psle import (
     threshold_schedule,
     weighted_sft_loss,
 )
+from alignlab.scoring import PairLogps
 
 
 def _sig(x: float) -> float:
@@ -75,6 +76,11 @@ def test_weighted_sft_loss_matches_hand_computation():
     assert sequence_logps(lp, mask, average=False).tolist() == [-3.0, -3.0]
 
 
+def _pair(t: torch.Tensor) -> PairLogps:
+    """[B, 2, ...] (y_p, y) values as the typed pair psle_loss takes."""
+    return PairLogps(t[:, 0], t[:, 1])
+
+
 def _batch():
     # query 0: a pair (y_p ≻ y); query 1: SFT. Token log-probs [B, 2, T] for (y_p, y).
     lp = torch.tensor([[[-1.0, -1.0], [-2.0, -7.0]],
@@ -85,7 +91,7 @@ def _batch():
 
 def test_psle_loss_combines_ranking_and_weighted_sft_per_query():
     lp, mask, pair, w = _batch()
-    loss, parts = psle_loss(lp, mask, pair, w, beta=1.0, sft_weight=0.5)
+    loss, parts = psle_loss(_pair(lp), _pair(mask), pair, w, beta=1.0, sft_weight=0.5)
     rank = -math.log(_sig(1.0 * (-1.0 - (-2.0))))  # mean-token logps -1 vs -2
     sft = 0.8 * 1.0 + 0.2 * 2.0  # mean-token NLLs 1.0 and 2.0
     assert parts["ranking"].tolist() == pytest.approx([rank])
@@ -100,21 +106,21 @@ def test_psle_loss_combines_ranking_and_weighted_sft_per_query():
 def test_psle_loss_dpo_ranking_uses_the_reference():
     lp, mask, pair, w = _batch()
     ref = torch.tensor([[-2.5, -1.5], [0.0, 0.0]])
-    loss, parts = psle_loss(lp, mask, pair, w, beta=0.1, sft_weight=0.0, ranking="dpo", ref_logps=ref)
+    loss, parts = psle_loss(_pair(lp), _pair(mask), pair, w, beta=0.1, sft_weight=0.0, ranking="dpo", ref_logps=_pair(ref))
     # summed logps -2 / -2 against the reference -2.5 / -1.5: h_w = 0.5, h_l = -0.5
     assert parts["ranking"].item() == pytest.approx(-math.log(_sig(0.1)))
     assert parts["ranking"].item() == pytest.approx(dpo_loss(torch.tensor(0.5), torch.tensor(-0.5), 0.1).item())
     assert loss.item() == pytest.approx(-math.log(_sig(0.1)) / 2)
     with pytest.raises(ValueError, match="ref_logps"):
-        psle_loss(lp, mask, pair, w, beta=0.1, ranking="dpo")
+        psle_loss(_pair(lp), _pair(mask), pair, w, beta=0.1, ranking="dpo")
     with pytest.raises(ValueError, match="unknown ranking"):
-        psle_loss(lp, mask, pair, w, beta=0.1, ranking="kto")
+        psle_loss(_pair(lp), _pair(mask), pair, w, beta=0.1, ranking="kto")
 
 
 @pytest.mark.parametrize("pairs", [[True, True], [False, False]])
 def test_all_pairs_or_all_sft_batches(pairs):
     lp, mask, _, w = _batch()
-    loss, parts = psle_loss(lp, mask, torch.tensor(pairs), w, beta=1.0)
+    loss, parts = psle_loss(_pair(lp), _pair(mask), torch.tensor(pairs), w, beta=1.0)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(lp.grad).all()
     assert parts["ranking"].numel() == sum(pairs)
@@ -133,6 +139,6 @@ def test_gradients_finite_at_extremes():
     assert torch.isfinite(r.grad).all()
     lp = torch.full((2, 2, 3), -1e4, requires_grad=True)
     mask = torch.ones(2, 2, 3)
-    loss, _ = psle_loss(lp, mask, torch.tensor([True, False]), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), beta=2.0)
+    loss, _ = psle_loss(_pair(lp), _pair(mask), torch.tensor([True, False]), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), beta=2.0)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(lp.grad).all()

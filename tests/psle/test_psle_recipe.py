@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,20 +15,23 @@ import torch
 
 from alignlab.config import ModelSettings, TrainSettings, load_config
 from alignlab.errors import ConfigError, TrainingError
+from alignlab.generation import SamplingSettings
+from alignlab.recipes import psle
+from alignlab.recipes.psle import PSLEConfig
 from alignlab.runs import read_metrics
-from alignlab.train import psle
-from alignlab.train.ppo import GenerationSettings
-from alignlab.train.psle import PSLEConfig
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# A positive in-domain demonstration (the one in examples/psle.yaml)
+PRINCIPLE = "review : the staff was great and friendly . the room was lovely . i would come back .<|end|>"
 
 
-def tiny_cfg(tiny_dir, out, iterations=3, per_iteration=8, **kw) -> PSLEConfig:
+def tiny_cfg(out, iterations=3, per_iteration=8, **kw) -> PSLEConfig:
+    kw = {"queries": "testbed:reviews", "reward": "gold:sentiment", "principle": PRINCIPLE, **kw}
     return PSLEConfig(
-        model=ModelSettings(name_or_path=str(tiny_dir)),
+        model=ModelSettings(name_or_path="testbed:tiny"),
         train=TrainSettings(lr=1e-3, batch_size=4, save_every=0, seed=0, progress=False),
         n_queries=32, eval_queries=8, iterations=iterations, queries_per_iteration=per_iteration,
-        generation=GenerationSettings(max_new_tokens=6, batch_size=32), output_dir=str(out), **kw)
+        generation=SamplingSettings(max_new_tokens=6, batch_size=32), output_dir=str(out), **kw)
 
 
 def _samples(run_dir: Path) -> list[dict]:
@@ -37,8 +41,8 @@ def _samples(run_dir: Path) -> list[dict]:
     return rows
 
 
-def test_run_logs_iterations_keeps_every_sample_and_decays_tau(tiny_dir, tmp_path):
-    cfg = tiny_cfg(tiny_dir, tmp_path / "run", iterations=3, per_iteration=8)
+def test_run_logs_iterations_keeps_every_sample_and_decays_tau(tmp_path):
+    cfg = tiny_cfg(tmp_path / "run", iterations=3, per_iteration=8)
     res = psle.run(cfg)
     recs = read_metrics(res.run_dir / "metrics.jsonl")
     its = [r for r in recs if "tau" in r]
@@ -71,7 +75,7 @@ def test_run_logs_iterations_keeps_every_sample_and_decays_tau(tiny_dir, tmp_pat
     assert (res.run_dir / "report.html").exists() and (res.model_dir / "config.json").exists()
 
 
-def test_principle_is_only_in_generation_prompts_never_in_training_targets(tiny_dir, tmp_path, monkeypatch):
+def test_principle_is_only_in_generation_prompts_never_in_training_targets(tmp_path, monkeypatch):
     principle = "zebra rule : say great things ."
     queries = tmp_path / "queries.jsonl"
     rows = [{"prompt": f"review : the {s} was"} for s in ("food", "hotel", "movie", "book", "coffee", "game")]
@@ -92,7 +96,7 @@ def test_principle_is_only_in_generation_prompts_never_in_training_targets(tiny_
 
     monkeypatch.setattr(psle, "sample", recording_sample)
     monkeypatch.setattr(psle, "Trainer", RecordingTrainer)
-    cfg = tiny_cfg(tiny_dir, tmp_path / "run", iterations=2, per_iteration=8, principle=principle, queries=str(queries))
+    cfg = tiny_cfg(tmp_path / "run", iterations=2, per_iteration=8, principle=principle, queries=str(queries))
     cfg.eval_queries = 4
     res = psle.run(cfg)
     _, tok = psle.load_model(cfg.model)
@@ -108,7 +112,7 @@ def test_principle_is_only_in_generation_prompts_never_in_training_targets(tiny_
     assert trained
     principle_ids = tok(principle, add_special_tokens=False)["input_ids"]
     for mb in trained:
-        packed = mb["packed"]
+        packed = mb.packed
         for ids, attn in zip(packed.input_ids, packed.attention_mask):
             prompt_ids = ids[: packed.prompt_len][attn[: packed.prompt_len].bool()].tolist()
             assert tok.decode(prompt_ids) in plain
@@ -119,9 +123,9 @@ def test_principle_is_only_in_generation_prompts_never_in_training_targets(tiny_
     assert all(s["prompt"] in plain for s in _samples(res.run_dir))  # samples record the plain x
 
 
-def test_resume_mid_run_is_identical(tiny_dir, tmp_path):
+def test_resume_mid_run_is_identical(tmp_path):
     def cfg_for(out):
-        cfg = tiny_cfg(tiny_dir, out, iterations=4, per_iteration=8)
+        cfg = tiny_cfg(out, iterations=4, per_iteration=8)
         cfg.train.save_every = 2
         cfg.train.keep_checkpoints = 5
         return cfg
@@ -142,34 +146,38 @@ def test_resume_mid_run_is_identical(tiny_dir, tmp_path):
     assert _samples(full.run_dir) == _samples(crashed)
 
 
-def test_nan_reward_stops_with_a_clear_message(tiny_dir, tmp_path, monkeypatch):
+def test_nan_reward_stops_with_a_clear_message(tmp_path, monkeypatch):
     calls = {"n": 0}
 
     def flaky(prompts, responses):
         calls["n"] += 1
         return [float("nan") if calls["n"] >= 2 else 0.0 for _ in responses]
 
-    monkeypatch.setattr(psle, "load_reward_fn", lambda spec: flaky)
+    monkeypatch.setattr(psle.resolve, "reward_fn", lambda spec: flaky)
     with pytest.raises(TrainingError, match=r"nan for sample 0 at iteration 1.*Last good checkpoint: none yet"):
-        psle.run(tiny_cfg(tiny_dir, tmp_path / "run", iterations=1))
+        psle.run(tiny_cfg(tmp_path / "run", iterations=1))
 
 
-def test_configs_unknown_keys_and_cli(tiny_dir, tmp_path, capsys):
+def test_configs_unknown_keys_and_cli(tmp_path, capsys):
     from alignlab.cli import main
 
     ex = load_config(PSLEConfig, EXAMPLES / "psle.yaml")
-    assert (ex.tau0, ex.alpha, ex.queries, ex.reward) == (0.2, 0.9, "testbed", "gold")
+    assert (ex.tau0, ex.alpha, ex.queries, ex.reward) == (0.2, 0.9, "testbed:reviews", "gold:sentiment")
+    assert ex.principle == PRINCIPLE
     assert psle.validate(ex) == 8
     with pytest.raises(ConfigError, match="unknown key 'tua0'.*did you mean 'tau0'"):
         load_config(PSLEConfig, None, ["tua0=0.3"])
-    with pytest.raises(ConfigError, match="ranking"):
-        psle.validate(load_config(PSLEConfig, None, ["ranking=kto"]))
+    with pytest.raises(ConfigError, match="ranking: 'kto' is not one of"):
+        load_config(PSLEConfig, None, ["ranking=kto"])
     with pytest.raises(ConfigError, match="multiple of"):
-        psle.validate(load_config(PSLEConfig, None, ["queries_per_iteration=10", "train.batch_size=4"]))
+        psle.validate(load_config(PSLEConfig, EXAMPLES / "psle.yaml", ["queries_per_iteration=10", "train.batch_size=4"]))
+    for key in ("principle", "queries", "reward"):  # required: no built-in default
+        with pytest.raises(ConfigError, match=f"^{key}: give"):
+            psle.validate(replace(ex, **{key: ""}))
     assert main(["psle", "sft_wieght=2"]) == 2
     assert "did you mean 'sft_weight'" in capsys.readouterr().err
     out = tmp_path / "cli"
-    rc = main(["psle", "-c", str(EXAMPLES / "psle.yaml"), "--out", str(out), f"model.name_or_path={tiny_dir}",
+    rc = main(["psle", "-c", str(EXAMPLES / "psle.yaml"), "--out", str(out), "model.name_or_path=testbed:tiny",
                "iterations=1", "queries_per_iteration=16", "eval_queries=8", "generation.max_new_tokens=6",
                "train.progress=false"])
     assert rc == 0 and (out / "samples" / "iteration-0001.jsonl").exists()
@@ -177,8 +185,8 @@ def test_configs_unknown_keys_and_cli(tiny_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_psle_raises_gold_reward_over_the_starting_model(tiny_dir, tmp_path):
-    cfg = tiny_cfg(tiny_dir, tmp_path / "run", iterations=12, per_iteration=32, epochs=2)
+def test_psle_raises_gold_reward_over_the_starting_model(tmp_path):
+    cfg = tiny_cfg(tmp_path / "run", iterations=12, per_iteration=32, epochs=2)
     cfg.train.batch_size, cfg.train.lr = 16, 3e-3
     cfg.eval_queries, cfg.generation.max_new_tokens = 64, 12
     res = psle.run(cfg)

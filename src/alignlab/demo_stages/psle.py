@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from alignlab.config import ModelSettings, TrainSettings
 from alignlab.demo_stages import DemoContext, StageResult
+from alignlab.generation import SamplingSettings
 from alignlab.plots import line_plot
+from alignlab.recipes import psle
 from alignlab.runs import read_metrics
 from alignlab.threads import cpu_threads
-from alignlab.train import psle
-from alignlab.train.ppo import GenerationSettings
+
+# A positive in-domain demonstration (as in examples/psle.yaml); the testbed base models were
+# measured to ignore text before "review :" (cross-document context), so y_p ≈ another sample of π.
+PRINCIPLE = "review : the staff was great and friendly . the room was lovely . i would come back .<|end|>"
 
 
 def stage_config(ctx: DemoContext) -> psle.PSLEConfig:
@@ -22,10 +26,11 @@ def stage_config(ctx: DemoContext) -> psle.PSLEConfig:
     q = ctx.quick
     return psle.PSLEConfig(
         model=ModelSettings(name_or_path=ctx.base_model),
+        principle=PRINCIPLE, queries="testbed:reviews", reward="gold:sentiment",
         train=TrainSettings(lr=3e-4, batch_size=8 if q else 16, save_every=0, seed=ctx.seed, progress=not q),
         n_queries=64 if q else 512, eval_queries=8 if q else 64,
         iterations=2 if q else 12, queries_per_iteration=8 if q else 64, epochs=1 if q else 2,
-        generation=GenerationSettings(max_new_tokens=8 if q else 16, batch_size=128),
+        generation=SamplingSettings(max_new_tokens=8 if q else 16, batch_size=128),
         output_dir=str(ctx.out_dir / "psle"),
     )
 

@@ -13,13 +13,16 @@ in (0, 1), the two sum to 1 and nothing generated is dropped.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 
-from alignlab.logprobs import sequence_logps
 from alignlab.losses.preference import dpo_loss, log_ratios
+from alignlab.scoring import PairLogps, sequence_logps
 
-RANKING_LOSSES = ("simpo", "dpo")
+RankingLoss = Literal["simpo", "dpo"]
+RANKING_LOSSES: tuple[str, ...] = get_args(RankingLoss)
 
 
 def threshold_schedule(tau0: float, alpha: float, iteration: int) -> float:
@@ -65,27 +68,29 @@ def weighted_sft_loss(token_logps: torch.Tensor, mask: torch.Tensor, weights: to
 
 
 def psle_loss(
-    token_logps: torch.Tensor,
-    mask: torch.Tensor,
+    logps: PairLogps,
+    mask: PairLogps,
     pair_mask: torch.Tensor,
     weights: torch.Tensor,
     beta: float,
     sft_weight: float = 1.0,
-    ranking: str = "simpo",
+    ranking: RankingLoss = "simpo",
     margin: float = 0.0,
-    ref_logps: torch.Tensor | None = None,
+    ref_logps: PairLogps | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Mean over queries of [pair] ranking loss + λ·[SFT] weighted NLL of both responses; plus parts.
 
-    `token_logps`, `mask`: [B, 2, T] for (y_p, y) of each query on the plain query;
-    `pair_mask`: [B] (Δ > τ); `weights`: [B, 2] SFT weights; `ref_logps`: [B, 2] summed reference
-    log-probs, needed by `ranking="dpo"`. Every query counts once: the total is
+    `logps`, `mask`: per-token [B, T] log-probs and masks with `chosen` = y_p and `rejected` = y
+    of each query, on the plain query; `pair_mask`: [B] (Δ > τ); `weights`: [B, 2] SFT weights
+    of (y_p, y); `ref_logps`: [B] summed reference log-probs of (y_p, y), needed by
+    `ranking="dpo"`. Every query counts once: the total is
     (P·mean ranking + λ·S·weighted SFT) / B for P pairs and S SFT queries, so the share of
     ranking grows as τ decays. Returned parts: per-pair `ranking` losses [P], `sft_loss`
     (weighted mean NLL), `n_pairs`, `n_sft`, and `pair_accuracy` (policy ranks y_p above y).
     """
     if ranking not in RANKING_LOSSES:
         raise ValueError(f"unknown ranking loss {ranking!r}; choose one of {', '.join(RANKING_LOSSES)}")
+    token_logps, mask = logps.stacked(), mask.stacked()  # [B, 2, T]: (y_p, y) of each query
     b = token_logps.shape[0]
     pair_mask = pair_mask.bool()
     sft_mask = ~pair_mask
@@ -95,7 +100,7 @@ def psle_loss(
     if ranking == "dpo":
         if ref_logps is None:
             raise ValueError("ranking='dpo' needs ref_logps")
-        ref = ref_logps.to(seq.dtype)
+        ref = ref_logps.stacked().to(seq.dtype)
         per_pair = dpo_loss(log_ratios(pw, ref[pair_mask, 0]), log_ratios(pl, ref[pair_mask, 1]), beta)
         scores_w, scores_l = pw - ref[pair_mask, 0].detach(), pl - ref[pair_mask, 1].detach()
     else:

@@ -1,11 +1,11 @@
 """PSLE recipe (SPEC §6): progressively selective label enhancement, `alignlab psle`.
 
-Each iteration: for every query x sample y ~ π(·|x) and y_p ~ π(·|principle ⊕ x), score both
-on the *plain* query, Δ = R(x, y_p) − R(x, y). Δ > τ makes (y_p ≻ y) a ranking pair; else both
-go into reward-weighted SFT (weights softmax(r / T), see `alignlab.losses.psle`). The policy
-is updated on ranking + λ·SFT with the shared `Trainer.step`, then τ ← α·τ. Training targets
-are always the plain query: the principle is used only to generate. Every generated sample is
-kept in RUN/samples/iteration-NNNN.jsonl with its reward, Δ and bucket.
+Each iteration (`collect`): for every drawn query x sample y ~ π(·|x) and y_p ~ π(·|principle ⊕ x),
+score both on the *plain* query, Δ = R(x, y_p) − R(x, y). Δ > τ makes (y_p ≻ y) a ranking pair;
+else both go into reward-weighted SFT (weights softmax(r / T), see `alignlab.losses.psle`). The
+trainer's online loop (`Trainer.fit_online`) updates the policy on ranking + λ·SFT, then
+τ ← α·τ. Training targets are always the plain query: the principle is used only to generate.
+Every generated sample is kept in RUN/samples/iteration-NNNN.jsonl with its reward, Δ and bucket.
 
 `train.log_every` is unused (one record per iteration); `train.save_every` counts iterations;
 `train.epochs`/`train.max_steps` are unused (`iterations` and `epochs` set the length).
@@ -16,42 +16,38 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from alignlab import resolve
 from alignlab.config import ModelSettings, TrainSettings
-from alignlab.data.chat import Messages, read_prompts
-from alignlab.errors import ConfigError, DataError, TrainingError
-from alignlab.generation import sample
-from alignlab.logprobs import sequence_logps
+from alignlab.data.chat import Messages
+from alignlab.errors import ConfigError
+from alignlab.generation import SamplingSettings, sample
 from alignlab.losses.psle import (
-    RANKING_LOSSES,
+    RankingLoss,
     psle_loss,
     sft_weights,
     split_by_threshold,
     threshold_schedule,
 )
 from alignlab.models import load_model
-from alignlab.recipe import (
-    RunResult,
-    add_recipe_args,
-    config_from_args,
-    default_run_dir,
-    print_run_summary,
-)
-from alignlab.rl.rewards import RewardFn, check_finite_rewards, load_reward_fn
-from alignlab.rl.rollout import anchor_logprobs
-from alignlab.rl.scoring import Packed, pack, response_logprobs
+from alignlab.recipe import RunResult, default_run_dir, register_recipe
+from alignlab.rl.rewards import RewardFn, check_finite_rewards
 from alignlab.runs import RunDir
-from alignlab.train.loop import Trainer, seed_everything
-from alignlab.train.ppo import GenerationSettings, RolloutRNG, mean_over_processes
+from alignlab.scoring import (
+    Packed,
+    PairLogps,
+    chunked_response_logprobs,
+    pack_pairs,
+    pair_masks,
+    pair_response_logprobs,
+    pair_rows,
+    sequence_logps,
+)
+from alignlab.train.loop import Trainer, device_generator, seed_everything
 
-TESTBED_QUERIES = ("testbed", "testbed:reviews")
-# A positive in-domain demonstration; the testbed base models were measured to ignore text
-# before "review :" (cross-document context), so on the testbed y_p ≈ another sample of π.
-TESTBED_PRINCIPLE = "review : the staff was great and friendly . the room was lovely . i would come back .<|end|>"
 Query = str | Messages
 
 
@@ -62,29 +58,36 @@ class PSLEConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=lambda: TrainSettings(
         lr=3e-4, batch_size=16, grad_accum=1, save_every=5, max_grad_norm=1.0))
-    principle: str = TESTBED_PRINCIPLE  # text prompts: prefixed to x; chat prompts: a system message
-    queries: str = "testbed"  # testbed (review prompts) | .jsonl ({"prompt": str | messages}) | .txt
-    n_queries: int = 512  # size of the testbed query pool
-    eval_queries: int = 64  # held-out queries: gold/RM reward of plain-query samples before vs after
+    principle: str = ""  # required; text prompts: prefixed to x; chat prompts: a system message
+    queries: str = ""  # required; a resolver name or a .jsonl ({"prompt": str | messages}) / .txt file
+    n_queries: int = 512  # size of a generated query pool (a file's rows are all used)
+    eval_queries: int = 64  # held-out queries: reward of plain-query samples before vs after
     eval_every: int = 0  # also measure every n iterations (0: before and after only)
-    reward: str = "gold"  # gold (testbed sentiment) | folder of a learned reward model
+    reward: str = ""  # required; a resolver name (gold reward) or the folder of a learned reward model
     iterations: int = 20
     queries_per_iteration: int = 64
     epochs: int = 2  # passes over an iteration's queries; steps = epochs × queries / (batch × accum)
     tau0: float = 0.2
     alpha: float = 0.9
-    ranking: str = "simpo"  # simpo (reference-free, mean-token) | dpo (reference = the sampling policy)
+    ranking: RankingLoss = "simpo"  # simpo: reference-free, mean-token | dpo: reference = the sampling policy
     beta: float = 2.0
     margin: float = 0.0  # γ of the simpo ranking loss
     sft_weight: float = 1.0  # λ
     sft_temperature: float = 0.1  # T of the SFT weights softmax(r / T)
-    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=16))
+    generation: SamplingSettings = field(default_factory=lambda: SamplingSettings(max_new_tokens=16))
     output_dir: str = ""
 
 
 def validate(cfg: PSLEConfig) -> int:
     """Check the config; returns optimiser steps per iteration."""
     mb = cfg.train.batch_size * cfg.train.grad_accum
+    if not cfg.principle:
+        raise ConfigError("principle: give the text that guides the y_p samples (an instruction or a "
+                          "demonstration; see examples/psle.yaml)")
+    if not cfg.queries:
+        raise ConfigError("queries: give the queries (a prompts name of alignlab.resolve, or a .jsonl / .txt file)")
+    if not cfg.reward:
+        raise ConfigError("reward: give a reward (a resolver name such as gold:sentiment, or a reward-model folder)")
     if min(cfg.iterations, cfg.queries_per_iteration, cfg.epochs, cfg.eval_queries) < 1:
         raise ConfigError("iterations, queries_per_iteration, epochs and eval_queries must be >= 1")
     if cfg.queries_per_iteration % mb:
@@ -92,8 +95,6 @@ def validate(cfg: PSLEConfig) -> int:
                           f"train.batch_size x train.grad_accum ({mb})")
     if not 0 < cfg.alpha <= 1:
         raise ConfigError(f"alpha must be in (0, 1], got {cfg.alpha}")
-    if cfg.ranking not in RANKING_LOSSES:
-        raise ConfigError(f"ranking: '{cfg.ranking}' is not one of {list(RANKING_LOSSES)}")
     if cfg.beta <= 0 or cfg.sft_temperature <= 0 or cfg.sft_weight < 0:
         raise ConfigError("beta and sft_temperature must be > 0, sft_weight >= 0")
     if cfg.generation.max_new_tokens < 1 or cfg.eval_every < 0:
@@ -105,18 +106,8 @@ def validate(cfg: PSLEConfig) -> int:
 
 
 def load_queries(cfg: PSLEConfig) -> tuple[list[Query], list[Query]]:
-    """(training queries, held-out queries); a file's last `eval_queries` rows are held out."""
-    if cfg.queries in TESTBED_QUERIES:
-        from alignlab.testbed.world import World
-
-        world = World()  # held-out prompts from another seed, as the PPO recipe does
-        return world.review_prompts(cfg.n_queries, seed=cfg.train.seed), world.review_prompts(cfg.eval_queries, seed=10_007)
-    path = Path(cfg.queries)
-    rows = read_prompts(path, "queries", "testbed")
-    if len(rows) <= cfg.eval_queries:
-        raise DataError(f"{path}: {len(rows)} queries; need more than eval_queries={cfg.eval_queries} "
-                        "(the last eval_queries rows are held out)")
-    return rows[: -cfg.eval_queries], rows[-cfg.eval_queries:]
+    """(training queries, held-out queries), through the name resolver."""
+    return resolve.prompt_split(cfg.queries, cfg.n_queries, cfg.eval_queries, cfg.train.seed, "queries")
 
 
 def plain_prompt(tokenizer, query: Query) -> str:
@@ -142,49 +133,73 @@ def principle_prompt(tokenizer, query: Query, principle: str) -> str:
 
 
 @dataclass
+class PSLEBatch:
+    """One micro-batch: its queries' y_p rows then y rows (`pack_pairs`), buckets, SFT weights."""
+
+    packed: Packed  # [2b] plain-x prompt ids + response ids
+    pair_mask: torch.Tensor  # [b] Δ > τ
+    weights: torch.Tensor  # [b, 2] SFT weights of (y_p, y)
+    ref_logps: PairLogps | None = None  # [b] summed log-probs under the sampling policy (dpo)
+
+
+@dataclass
+class PairTexts:
+    """The decoded responses of each query: sampled with the principle (y_p) and without (y)."""
+
+    principle: list[str]
+    plain: list[str]
+
+
+@dataclass
 class Labelled:
-    """One iteration's queries: (y_p, y) on the plain query at rows 2i, 2i+1, rewards and buckets."""
+    """One iteration's buffer: y_p and y of each query on the plain query, laid out by `pack_pairs`
+    (all y_p rows, then all y rows, as chosen / rejected), with rewards, Δ, buckets and weights."""
 
     prompts: list[str]  # plain x (the training prompt)
     packed: Packed  # [2B] plain-x prompt ids + response ids
-    texts: list[str]  # [2B] decoded responses, same row order
+    texts: PairTexts  # decoded y_p and y
     rewards: torch.Tensor  # [B, 2] R(x, y_p), R(x, y)
     delta: torch.Tensor  # [B]
+    tau: float
     pair_mask: torch.Tensor  # [B] Δ > τ
     weights: torch.Tensor  # [B, 2] SFT weights (used where not pair_mask)
-    ref_logps: torch.Tensor | None = None  # [B, 2] summed log-probs under the sampling policy (dpo)
+    ref_logps: PairLogps | None = None  # [B] summed log-probs under the sampling policy (dpo)
 
     def __len__(self) -> int:
         return len(self.prompts)
 
-    def minibatch(self, queries: torch.Tensor) -> dict[str, Any]:
+    def minibatch(self, queries: torch.Tensor) -> PSLEBatch:
         """Both responses of `queries`, trimmed to their longest response."""
-        rows = torch.stack([2 * queries, 2 * queries + 1], dim=1).flatten()
-        out = {"packed": self.packed.select(rows), "pair_mask": self.pair_mask[queries],
-               "weights": self.weights[queries]}
-        if self.ref_logps is not None:
-            out["ref_logps"] = self.ref_logps[queries]
-        return out
+        ref = self.ref_logps
+        return PSLEBatch(self.packed.select(pair_rows(queries, len(self))), self.pair_mask[queries],
+                         self.weights[queries],
+                         None if ref is None else PairLogps(ref.chosen[queries], ref.rejected[queries]))
 
-    def sample_rows(self, iteration: int, tau: float, rank: int = 0) -> list[dict[str, Any]]:
+    def sample_rows(self, iteration: int, rank: int = 0) -> list[dict[str, Any]]:
         """Every generated sample as a JSON row: prompt, source, response, reward, Δ, bucket, weight."""
         rows = []
         for i, x in enumerate(self.prompts):
             pair = bool(self.pair_mask[i])
-            for j, source in enumerate(("principle", "plain")):
+            both = (("principle", self.texts.principle[i]), ("plain", self.texts.plain[i]))
+            for j, (source, text) in enumerate(both):
                 rows.append({"iteration": iteration, "rank": rank, "query": i, "prompt": x, "source": source,
-                             "response": self.texts[2 * i + j], "reward": float(self.rewards[i, j]),
-                             "delta": float(self.delta[i]), "tau": tau,
+                             "response": text, "reward": float(self.rewards[i, j]),
+                             "delta": float(self.delta[i]), "tau": self.tau,
                              "bucket": ("chosen" if j == 0 else "rejected") if pair else "sft",
                              "sft_weight": None if pair else float(self.weights[i, j])})
         return rows
 
+    def stats(self) -> dict[str, float]:
+        """This process's counts and mean rewards (y on the plain query, y_p with the principle)."""
+        n_pairs = float(self.pair_mask.sum())
+        return {"n_pairs": n_pairs, "n_sft": len(self) - n_pairs, "mean_delta": float(self.delta.mean()),
+                "reward_plain": float(self.rewards[:, 1].mean()), "reward_principle": float(self.rewards[:, 0].mean())}
+
 
 def label_queries(lm: torch.nn.Module, tokenizer, queries: list[Query], cfg: PSLEConfig, reward_fn: RewardFn,
-                  tau: float, generator: torch.Generator, where: str = "") -> tuple[Labelled, float]:
-    """Sample y and y_p per query, reward both on the plain query and split by τ; (data, seconds)."""
+                  tau: float, generator: torch.Generator, where: str = "") -> Labelled:
+    """Sample y and y_p per query, reward both on the plain query and split by τ (buffer on CPU)."""
     g = cfg.generation
-    t0 = time.perf_counter()
     plain = [plain_prompt(tokenizer, q) for q in queries]
     guided = [principle_prompt(tokenizer, q, cfg.principle) for q in queries]
     s = sample(lm, tokenizer, plain + guided, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
@@ -195,31 +210,24 @@ def label_queries(lm: torch.nn.Module, tokenizer, queries: list[Query], cfg: PSL
     rewards = torch.stack([scores[n:], scores[:n]], dim=1)  # (y_p, y)
     delta = rewards[:, 0] - rewards[:, 1]
     pair_mask, _ = split_by_threshold(delta, tau)
-    x_ids = s.prompt_ids[:n]  # training prompts: the plain query's tokens, never the principle's
-    resp = [r for i in range(n) for r in (s.response_ids[n + i], s.response_ids[i])]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(lm.parameters()).device
-    packed = pack([x_ids[i // 2] for i in range(2 * n)], resp, pad).to(device)
-    texts = [t for i in range(n) for t in (yp[i], y[i])]
-    data = Labelled(plain, packed, texts, rewards, delta, pair_mask,
+    # training prompts: the plain query's tokens, never the principle's; y_p is the chosen half
+    packed = pack_pairs(s.prompt_ids[:n], s.response_ids[n:], s.response_ids[:n], pad)
+    data = Labelled(plain, packed, PairTexts(yp, y), rewards, delta, tau, pair_mask,
                     sft_weights(rewards[:, 0], rewards[:, 1], cfg.sft_temperature))
     if cfg.ranking == "dpo":
-        tok_lp = anchor_logprobs(lm, packed, 1.0, g.batch_size)
-        data.ref_logps = sequence_logps(tok_lp, packed.response_mask, average=False).view(n, 2).cpu()
-    return data, time.perf_counter() - t0
+        tok_lp = chunked_response_logprobs(lm, packed.to(next(lm.parameters()).device), 1.0, g.batch_size)
+        data.ref_logps = PairLogps.from_halves(sequence_logps(tok_lp.cpu(), packed.response_mask))
+    return data
 
 
 def make_loss_fn(cfg: PSLEConfig):
-    """loss_fn(model, minibatch) for `Trainer.step`: `psle_loss` plus sums for exact iteration means."""
+    """loss_fn(model, batch) for `Trainer.step`: `psle_loss` plus sums for exact iteration means."""
 
-    def loss_fn(model: torch.nn.Module, mb: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-        packed = mb["packed"]
-        b = len(packed) // 2
-        lp = response_logprobs(model, packed).view(b, 2, -1)
-        ref = mb.get("ref_logps")
-        loss, parts = psle_loss(lp, packed.response_mask.view(b, 2, -1), mb["pair_mask"].to(lp.device),
-                                mb["weights"].to(lp.device), cfg.beta, cfg.sft_weight, cfg.ranking, cfg.margin,
-                                ref.to(lp.device) if ref is not None else None)
+    def loss_fn(model: torch.nn.Module, mb: PSLEBatch) -> tuple[torch.Tensor, dict[str, Any]]:
+        lp = pair_response_logprobs(model, mb.packed)
+        loss, parts = psle_loss(lp, pair_masks(mb.packed), mb.pair_mask, mb.weights, cfg.beta, cfg.sft_weight,
+                                cfg.ranking, cfg.margin, mb.ref_logps)
         return loss, {"ranking_sum": parts["ranking"].sum(), "pair_correct": parts["pair_accuracy"].sum(),
                       "n_pairs": parts["n_pairs"], "sft_sum": parts["sft_loss"] * parts["n_sft"],
                       "n_sft": parts["n_sft"]}
@@ -245,8 +253,9 @@ def evaluate_reward(lm: torch.nn.Module, tokenizer, queries: list[Query], reward
     """Mean reward (and gold reward) of plain-query samples on held-out queries, fixed sampling seed."""
     g = cfg.generation
     prompts = [plain_prompt(tokenizer, q) for q in queries]
+    generator = device_generator(cfg.train.seed + 7, next(lm.parameters()).device)
     s = sample(lm, tokenizer, prompts, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-               top_p=g.top_p, batch_size=g.batch_size, generator=torch.Generator().manual_seed(cfg.train.seed + 7))
+               top_p=g.top_p, batch_size=g.batch_size, generator=generator)
     scores = check_finite_rewards(list(reward_fn(prompts, s.texts)), prompts, s.texts, " (evaluation)")
     out = {"eval_reward": float(scores.mean())}
     if gold is not None:
@@ -272,62 +281,32 @@ def run(cfg: PSLEConfig) -> RunResult:
     seed_everything(cfg.train.seed)
     run_dir = RunDir(cfg.output_dir or default_run_dir("psle"))
     lm, tok = load_model(cfg.model)
-    reward_fn = load_reward_fn(cfg.reward)
-    is_gold = cfg.reward in ("gold", "gold:sentiment")
-    gold = load_reward_fn("gold") if cfg.queries in TESTBED_QUERIES and not is_gold else None
+    reward_fn = resolve.reward_fn(cfg.reward)
+    gold = resolve.gold_measure(cfg.queries, cfg.reward)
     train_q, held_q = load_queries(cfg)
-    rng = RolloutRNG(cfg.train.seed)
-    trainer = Trainer(lm, cfg.train, run_dir, total_steps=cfg.iterations * steps_per_iter,
-                      extra_state={"rollout_rng": rng})
+    trainer = Trainer(lm, cfg.train, run_dir, total_steps=cfg.iterations * steps_per_iter)
     run_dir.save_config(cfg)
-    if not trainer.resume():
-        run_dir.truncate_metrics(-1)  # a run that died before its first checkpoint starts over
-    start = trainer.step_count // steps_per_iter
     policy = trainer.unwrapped
+    t_start = time.perf_counter()
 
-    def measure() -> dict[str, float]:
+    def collect(it: int) -> Labelled:
+        tau = threshold_schedule(cfg.tau0, cfg.alpha, it - 1)
+        queries = [train_q[i] for i in trainer.rng.draw(len(train_q), cfg.queries_per_iteration)]
+        data = label_queries(policy, tok, queries, cfg, reward_fn, tau,
+                             trainer.rng.sampling_generator(trainer.rank, trainer.device),
+                             where=f" at iteration {it}")
+        write_samples(run_dir, trainer, data.sample_rows(it, trainer.rank), it)
+        return data
+
+    def finish(it: int, data: Labelled, window: list[dict[str, float]]) -> dict[str, Any]:
+        return {"tau": data.tau, **trainer.mean_over_processes(data.stats()), **iteration_losses(window)}
+
+    def measure(it: int = 0) -> dict[str, float]:
         return evaluate_reward(policy, tok, held_q, reward_fn, cfg, gold)
 
-    if start == 0:
-        trainer.run.log({"step": 0, "iteration": 0, **measure()})
-    from alignlab.progress import progress_bar
-
-    loss_fn = make_loss_fn(cfg)
-    mb = cfg.train.batch_size * cfg.train.grad_accum
-    t_start = time.perf_counter()
-    with progress_bar("psle", total=cfg.iterations, completed=start,
-                      enabled=cfg.train.progress and trainer.is_main) as bar:
-        for it in range(start + 1, cfg.iterations + 1):
-            tau = threshold_schedule(cfg.tau0, cfg.alpha, it - 1)
-            queries = [train_q[i] for i in rng.draw(len(train_q), cfg.queries_per_iteration)]
-            try:
-                data, t_gen = label_queries(policy, tok, queries, cfg, reward_fn, tau,
-                                            rng.sampling_generator(trainer.rank), where=f" at iteration {it}")
-            except TrainingError as e:
-                raise TrainingError(f"{e}. Last good checkpoint: {trainer.last_checkpoint or 'none yet'}") from e
-            write_samples(run_dir, trainer, data.sample_rows(it, tau, trainer.rank), it)
-            t0 = time.perf_counter()
-            window = []
-            for _epoch in range(cfg.epochs):
-                perm = torch.randperm(len(data), generator=rng.shuffle)
-                for k in range(len(data) // mb):
-                    rows = perm[k * mb:(k + 1) * mb]
-                    micro = [data.minibatch(rows[j * cfg.train.batch_size:(j + 1) * cfg.train.batch_size])
-                             for j in range(cfg.train.grad_accum)]
-                    window.append(trainer.step(loss_fn, micro))
-            n_pairs = int(data.pair_mask.sum())
-            stats = mean_over_processes(trainer, {
-                "n_pairs": float(n_pairs), "n_sft": float(len(data) - n_pairs), "mean_delta": float(data.delta.mean()),
-                "reward_plain": float(data.rewards[:, 1].mean()), "reward_principle": float(data.rewards[:, 0].mean())})
-            rec: dict[str, Any] = {"step": trainer.step_count, "iteration": it, "tau": tau, **stats,
-                                   **iteration_losses(window), "time_generate": round(t_gen, 4),
-                                   "time_update": round(time.perf_counter() - t0, 4)}
-            if it == cfg.iterations or (cfg.eval_every > 0 and it % cfg.eval_every == 0):
-                rec.update(measure())
-            trainer.run.log(rec)
-            bar.advance(tau=tau, pairs=stats["n_pairs"], reward=stats["reward_plain"])
-            if cfg.train.save_every > 0 and it % cfg.train.save_every == 0:
-                trainer.save_checkpoint()
+    trainer.fit_online(collect, make_loss_fn(cfg), cfg.iterations, cfg.epochs, finish, start=measure,
+                       evaluate=measure, eval_every=cfg.eval_every, desc="psle",
+                       show={"tau": "tau", "pairs": "n_pairs", "reward": "reward_plain"})
     final = trainer.save_final(tok)
     records = run_dir.metrics()
     if trainer.is_main:
@@ -369,11 +348,5 @@ def write_psle_report(run_dir: RunDir, records: list[dict[str, Any]], cfg: PSLEC
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("psle", help="PSLE: principle-guided self-labelling (ranking pairs + reward-weighted SFT)")
-    add_recipe_args(p)
-
-    def handler(args: argparse.Namespace) -> int:
-        print_run_summary("PSLE", run(config_from_args(PSLEConfig, args)), "PSLE iterations", iteration_rows)
-        return 0
-
-    p.set_defaults(func=handler)
+    register_recipe(sub, "psle", "PSLE: principle-guided self-labelling (ranking pairs + reward-weighted SFT)",
+                    PSLEConfig, run, rows_fn=iteration_rows, rows_title="PSLE iterations", title="PSLE")
