@@ -1,7 +1,6 @@
 """`alignlab embed` / `alignlab erm mode=train|eval` end to end on the tiny model: the run contract,
 the cache, input errors; record parsing and HH-RLHF rows; the example configs."""
 
-import argparse
 import gzip
 import json
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alignlab.cli import main
 from alignlab.config import load_config
 from alignlab.data.jsonl import read_jsonl
 from alignlab.embedding_rm.embed import sentence_encoder_path
@@ -18,16 +18,6 @@ from alignlab.recipes import embed, erm
 from alignlab.runs import read_metrics
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def _cli(argv: list[str]) -> int:
-    """The two commands as `alignlab` registers them (one flag style, one summary printer)."""
-    parser = argparse.ArgumentParser(prog="alignlab")
-    sub = parser.add_subparsers()
-    embed.register(sub)
-    erm.register(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def _write(path, rows):
@@ -57,7 +47,7 @@ def pool_file(tmp_path_factory):
 
 def test_embed_train_eval_end_to_end(tiny_dir, pool_file, tmp_path, capsys):
     emb, run, ev, cache = tmp_path / "emb", tmp_path / "run", tmp_path / "eval", tmp_path / "cache"
-    assert _cli(["embed", f"model={tiny_dir}", f"data={pool_file}", f"cache_dir={cache}", "progress=false",
+    assert main(["embed", f"model={tiny_dir}", f"data={pool_file}", f"cache_dir={cache}", "progress=false",
                  "--out", str(emb)]) == 0
     st = read_store(emb)
     assert st.emb.shape == (240, 64) and st.gold is not None and len(np.unique(st.groups)) == 40
@@ -85,7 +75,7 @@ def test_embed_train_eval_end_to_end(tiny_dir, pool_file, tmp_path, capsys):
     assert rows[0]["pair_acc"] == pytest.approx(res.metrics["mean/pair_acc"], abs=1e-4)
 
     capsys.readouterr()
-    assert _cli(["erm", "mode=eval", f"model={run / 'model'}", f"embeddings={emb}", "aggregations=[min]",
+    assert main(["erm", "mode=eval", f"model={run / 'model'}", f"embeddings={emb}", "aggregations=[min]",
                  "--out", str(ev)]) == 0
     out = capsys.readouterr().out
     assert "min/pair_acc" in out and "mean_minus_std" not in out and "member_1" in out
@@ -118,6 +108,16 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(DataError, match="no pairs.npz"):
         erm.run(erm.ERMConfig(embeddings=str(tmp_path), output_dir=str(tmp_path / "r")))
     assert not (tmp_path / "r").exists()  # nothing is written before the input is known to be usable
+
+
+def test_cli_errors_exit_2_and_name_the_problem(tmp_path, capsys):
+    bad = _write(tmp_path / "bad.jsonl", [{"prompt": "a", "response": "b"}, {"prompt": "a"}])
+    assert main(["embed", "model=testbed:tiny", f"data={bad}", "--out", str(tmp_path / "e")]) == 2
+    assert "bad.jsonl:2" in capsys.readouterr().err
+    assert main(["erm", f"embeddings={tmp_path}", "--out", str(tmp_path / "r")]) == 2
+    assert "no embeddings.npy" in capsys.readouterr().err
+    assert main(["erm", "train", f"embeddings={tmp_path}"]) == 2  # the old positional mode is gone
+    assert "key=value" in capsys.readouterr().err
 
 
 def test_store_writes_into_a_run_folder_and_drops_stale_parts(tmp_path):
@@ -170,7 +170,7 @@ def test_embed_hh_pairs_with_minilm(shared_data, tmp_path):
         head = [next(f) for _ in range(16)]
     data = tmp_path / "hh.jsonl"
     data.write_text("".join(head))
-    assert _cli(["embed", "model=minilm", f"data={data}", "encoder.max_length=128", f"cache_dir={tmp_path / 'c'}",
+    assert main(["embed", "model=minilm", f"data={data}", "encoder.max_length=128", f"cache_dir={tmp_path / 'c'}",
                  "progress=false", "--out", str(tmp_path / "e")]) == 0
     st = read_store(tmp_path / "e")
     assert st.emb.shape == (32, 384) and len(st.pairs) == 16
