@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alignlab",
         description="Align causal language models: data, SFT, reward models, DPO/IPO/Cal-DPO, "
-        "PPO + Elastic Reset, steering/SEA, embedding reward models. Runs offline on a built-in testbed.",
+        "PPO + Elastic Reset, steering/SEA, embedding reward models. Runs offline on a built-in test world (`alignlab testbed`).",
     )
     from alignlab import __version__
 
@@ -68,7 +68,11 @@ def quiet_transformers() -> None:
 def main(argv: list[str] | None = None) -> int:
     quiet_transformers()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value overrides may also follow --out / -c (argparse stops the positional list there)
+        if not hasattr(args, "overrides") or any("=" not in x or x.startswith("-") for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides or []) + extra
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -84,5 +84,5 @@ def register_recipe(sub: argparse._SubParsersAction, name: str, help: str, confi
         print_summary(title or name, run(config_from_args(config_cls, args)), rows_fn, rows_title)
         return 0
 
-    p.set_defaults(func=handler)
+    p.set_defaults(func=handler, config_cls=config_cls)
     return p
