@@ -104,7 +104,7 @@ def main() -> None:
     a = ap.parse_args()
     import multiprocessing
 
-    from alignlab.models import resolve_model_path
+    from alignlab.resolve import model_path as resolve_model_path
 
     model = resolve_model_path(a.model)  # builds the testbed model once, before the workers start
     jobs = [(f"ppo-b{b:g}", b, False, s, a.out, a.quick, model) for b in BETAS for s in SEEDS]

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from alignlab.logprobs import pad_batch
+from alignlab.scoring import pad_batch
 
 
 @dataclass

@@ -18,14 +18,7 @@ import alignlab
 
 # Cycles known today, each in modules being rewritten by other owners: an entry is a set of
 # modules that must all be in one cycle, and the reason it is still there. Empty it when fixed.
-KNOWN_CYCLES: list[tuple[frozenset[str], str]] = [
-    (
-        frozenset({"alignlab.resolve"}),
-        "resolver refactor under way: models.loading/models.reward import alignlab.resolve, which "
-        "imports rl.rewards (-> models.reward -> models.loading) and eval.drift; the deprecated "
-        "aliases in eval.drift and rl.rewards call back into the resolver",
-    ),
-]
+KNOWN_CYCLES: list[tuple[frozenset[str], str]] = []
 
 
 def module_names(root: Path, package: str) -> dict[str, Path]:

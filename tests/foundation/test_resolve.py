@@ -82,16 +82,6 @@ def test_reward_fn_and_gold_measure(tmp_path):
     assert resolve.gold_measure("prompts.txt", str(tmp_path)) is None  # a user's prompts: no gold
 
 
-def test_deprecated_aliases_still_resolve(tmp_path):
-    from alignlab.eval.drift import reference_texts
-    from alignlab.models import resolve_model_path
-    from alignlab.rl.rewards import load_reward_fn
-
-    assert load_reward_fn("gold") is resolve.reward_fn("gold")
-    assert reference_texts("testbed:neutral", 3) == resolve.reference_texts("testbed:neutral", 3)
-    assert resolve_model_path("org/x") == "org/x"
-
-
 def test_reference_texts(world, tmp_path):
     assert resolve.reference_texts("testbed:neutral", 4) == world.heldout_neutral(4)
     assert resolve.reference_texts("", 4) == []  # no held-out perplexity

@@ -5,7 +5,7 @@ import json
 import torch
 
 from alignlab.generation import sample
-from alignlab.logprobs import score_completions
+from alignlab.scoring import score_completions
 from alignlab.testbed.build import build_summary
 from alignlab.testbed.lexicon import sentiment_reward
 from alignlab.testbed.world import World, WorldConfig

@@ -25,7 +25,7 @@ def test_mc1_mc2_by_hand():
 
 
 def test_score_mc_matches_direct_scoring(tiny):
-    from alignlab.logprobs import score_completions
+    from alignlab.scoring import score_completions
 
     model, tok = tiny
     it = MCItem("q : what is the capital of velo ? a :", "marin", ("marin", "ra"), ("duto",))
@@ -62,7 +62,7 @@ def test_predict_options_picks_highest_scoring(tiny):
     q = BiasQuestion("a zorn and a plim met at the park .", "who was late ?", ("the zorn", "the plim", "unknown"),
                      2, True, unknown=2, stereotyped=0)
     prompt = lambda q: f"context : {q.context} question : {q.question} answer :"  # noqa: E731
-    from alignlab.logprobs import score_completions
+    from alignlab.scoring import score_completions
 
     [p] = predict_options(model, tok, [q], prompt_fn=prompt)
     lp = score_completions(model, tok, [prompt(q)] * 3, [" " + o for o in q.options], average=True)

@@ -18,7 +18,7 @@ from alignlab.config import ModelSettings, TrainSettings
 from alignlab.demo_stages import DemoContext, StageResult
 from alignlab.eval.preference import spearman, win_rate
 from alignlab.generation import sample
-from alignlab.logprobs import score_completions
+from alignlab.scoring import score_completions
 from alignlab.losses.preference import PreferenceLossSettings
 from alignlab.models import load_model
 from alignlab.models.reward import RewardModel

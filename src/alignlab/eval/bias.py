@@ -104,7 +104,7 @@ def score_options(
     batch_size: int = 32,
 ) -> list[list[float]]:
     """Log-prob (mean per token by default) of every option of every question."""
-    from alignlab.logprobs import score_completions
+    from alignlab.scoring import score_completions
 
     prompts, comps = [], []
     for q in questions:

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 from alignlab.errors import DataError
 from alignlab.generation import sample
-from alignlab.logprobs import pad_batch
+from alignlab.scoring import pad_batch
 from alignlab.losses.rl import sequence_kl
-from alignlab.rl.scoring import pack, response_logprobs
+from alignlab.scoring import pack, response_logprobs
 
 
 @dataclass
@@ -117,8 +117,3 @@ def read_reference_texts(path: str | Path) -> list[str]:
     return out
 
 
-def reference_texts(source: str, n: int = 200) -> list[str]:  # deprecated alias
-    """Deprecated alias of `alignlab.resolve.reference_texts` (kept until its callers move)."""
-    from alignlab.resolve import reference_texts as resolve_reference_texts
-
-    return resolve_reference_texts(source, n)

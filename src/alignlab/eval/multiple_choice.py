@@ -90,7 +90,7 @@ def score_mc(
     average: bool = False,
 ) -> list[MCScores]:
     """Log-prob of every answer of every item under `model` (one scoring pass, batched)."""
-    from alignlab.logprobs import score_completions
+    from alignlab.scoring import score_completions
 
     prompts, comps, spans = [], [], []
     for it in items:

@@ -33,7 +33,7 @@ from alignlab.interventions.hooks import (
     last_token_activations,
     num_layers,
 )
-from alignlab.logprobs import pad_batch
+from alignlab.scoring import pad_batch
 
 Pair = tuple[str, str]
 

@@ -345,7 +345,7 @@ def last_token_activations(
     progress: bool = False,
 ) -> dict[Site, torch.Tensor]:
     """Activation at the last token of each text, per site: resid/mlp [N, d], heads [N, H, Dh]."""
-    from alignlab.logprobs import pad_batch
+    from alignlab.scoring import pad_batch
 
     parsed = [Site.parse(s) for s in sites]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -10,14 +10,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignlab.config import LoraSettings, ModelSettings
 from alignlab.errors import ConfigError
-from alignlab.resolve import model_path
+from alignlab.resolve.models import model_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_model_path(name: str) -> str:  # deprecated alias
-    """Deprecated alias of `alignlab.resolve.model_path` (kept until its callers move)."""
-    return model_path(name)
 
 
 def load_tokenizer(name: str):

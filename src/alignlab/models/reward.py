@@ -19,7 +19,7 @@ from transformers import AutoModelForSequenceClassification
 from alignlab.config import ModelSettings
 from alignlab.errors import ConfigError
 from alignlab.models.loading import DTYPES, apply_lora, load_tokenizer
-from alignlab.resolve import model_path
+from alignlab.resolve.models import model_path
 
 
 def _is_adapter(path: str) -> bool:
@@ -85,7 +85,7 @@ class RewardModel:
         an overlong sequence keeps its end, where the score is read.
         """
         from alignlab.data.preference_batches import encode_responses
-        from alignlab.logprobs import pad_batch
+        from alignlab.scoring import pad_batch
 
         if len(prompts) != len(responses):
             raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
@@ -106,7 +106,7 @@ class RewardModel:
 
     def score_texts(self, texts: Sequence[str]) -> list[float]:
         """Reward of whole texts (no prompt/response split): each text is scored as it stands."""
-        from alignlab.logprobs import pad_batch
+        from alignlab.scoring import pad_batch
 
         device = next(self.model.parameters()).device
         out: list[float] = []

@@ -6,10 +6,10 @@ The recipe that ties them together is `alignlab.recipes.ppo`; the pure math is i
 
 from alignlab.rl.elastic_reset import ElasticReset, ElasticResetSettings
 from alignlab.rl.policy import PolicyWithValue
-from alignlab.rl.rewards import RewardFn, RewardProcessor, check_finite_rewards, load_reward_fn
+from alignlab.rl.rewards import RewardFn, RewardProcessor, check_finite_rewards
 from alignlab.rl.rollout import Rollout, collect_rollout
 
 __all__ = [
     "ElasticReset", "ElasticResetSettings", "PolicyWithValue", "RewardFn", "RewardProcessor",
-    "Rollout", "check_finite_rewards", "collect_rollout", "load_reward_fn",
+    "Rollout", "check_finite_rewards", "collect_rollout",
 ]

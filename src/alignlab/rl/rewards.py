@@ -29,13 +29,6 @@ def learned_reward_fn(path: str | Path, batch_size: int = 32, max_length: int = 
     return RewardModel.load(folder, max_length=max_length, batch_size=batch_size)
 
 
-def load_reward_fn(spec: str) -> RewardFn:  # deprecated alias
-    """Deprecated alias of `alignlab.resolve.reward_fn` (kept until its callers move)."""
-    from alignlab.resolve import reward_fn
-
-    return reward_fn(spec)
-
-
 def check_finite_rewards(scores: Sequence[float], prompts: Sequence[str], responses: Sequence[str],
                          where: str = "") -> torch.Tensor:
     """Scores as a float tensor; a NaN/inf score raises TrainingError naming the sample."""

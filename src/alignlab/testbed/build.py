@@ -114,7 +114,7 @@ def _model_config(tokenizer, size: ModelSize) -> LlamaConfig:
 @torch.no_grad()
 def evaluate_base(model, tokenizer, world: World, val_blocks: torch.Tensor, train_blocks: torch.Tensor) -> dict[str, float]:
     """Held-out perplexity vs a unigram baseline, and true-vs-myth fact preference."""
-    from alignlab.logprobs import score_completions
+    from alignlab.scoring import score_completions
 
     model.eval()
     nll, count = 0.0, 0
@@ -141,7 +141,7 @@ def evaluate_base(model, tokenizer, world: World, val_blocks: torch.Tensor, trai
 def build_model(size_name: str, world: World | None = None, out: Path | None = None,
                 progress: bool = True, root: Path | None = None) -> Path:
     """Pretrain one base model on the world's corpus and save it (with its tokenizer)."""
-    from alignlab.logprobs import causal_lm_loss
+    from alignlab.losses.lm import causal_lm_loss
     from alignlab.train.loop import Trainer, seed_everything
 
     world = world or World(WorldConfig())

@@ -1,19 +1,5 @@
-"""The one name resolver: config strings → models, prompts, rewards, texts and task data.
-
-Method code takes a reward function or a list of items; only this module (and the testbed
-package it calls) knows the built-in names:
-
-- models: `testbed:<size>` (built on first use), `real:smollm2` (offline SmolLM2), a folder,
-  or a hub id;
-- prompts: `testbed:reviews`, or a .jsonl / .txt file (`alignlab.data.chat.read_prompts`);
-- rewards: `gold:sentiment` (alias `gold`), or a reward-model folder;
-- reference texts: `testbed:neutral`, or a .txt / .jsonl file;
-- code problems: `testbed`, or a HumanEval-format file;
-- inference-time data: contrast pairs (`testbed:sentiment`), ICL word pairs
-  (`testbed:antonym`, …), SEA demonstrations and multiple-choice items (`testbed:facts`).
-
-An empty spec is a ConfigError naming the config key that should have given it.
-"""
+"""The data side of the name resolver: prompts, rewards, reference texts, code problems and
+inference-time task data from built-in names or files (see `alignlab.resolve`)."""
 
 from __future__ import annotations
 
@@ -24,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from alignlab.data.chat import Messages
 from alignlab.errors import ConfigError, DataError
+from alignlab.resolve.models import require
 
 if TYPE_CHECKING:
     from alignlab.eval.multiple_choice import MCItem
@@ -43,44 +30,10 @@ FACTS = ("testbed:facts", "testbed")
 HELD_OUT_SEED = 10_007  # built-in evaluation prompts come from a seed training never uses
 
 
-def require(spec: str, key: str, what: str) -> str:
-    """`spec` unless it is empty; empty is a ConfigError naming the key and what to give."""
-    if not spec:
-        raise ConfigError(f"{key}: give {what}")
-    return spec
-
-
 def _world():
     from alignlab.testbed.world import World
 
     return World()
-
-
-# --- models ------------------------------------------------------------------------------------
-
-
-def model_path(name: str, key: str = "model.name_or_path") -> str:
-    """Turn a model name into something `from_pretrained` accepts."""
-    require(name, key, "a model (a folder, a hub id, 'testbed:<size>' or 'real:smollm2')")
-    if name.startswith("testbed:"):
-        from alignlab.testbed.build import SIZES, ensure_testbed
-
-        size = name.split(":", 1)[1] or "student"
-        if size not in SIZES:
-            raise ConfigError(f"model '{name}': unknown testbed size; choose one of {', '.join(SIZES)}")
-        return str(ensure_testbed(size))
-    if name.startswith("real:"):
-        from alignlab.models.real import ensure_real_model
-
-        return str(ensure_real_model(name.split(":", 1)[1]))
-    p = Path(name).expanduser()
-    if p.exists():
-        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
-            raise ConfigError(f"model folder {p} has no config.json (not a transformers model)")
-        return str(p)
-    if name.startswith((".", "/", "~")):
-        raise ConfigError(f"model path not found: {name}")
-    return name  # a hub id; transformers resolves it (offline: from the local HF cache)
 
 
 # --- prompts -----------------------------------------------------------------------------------
