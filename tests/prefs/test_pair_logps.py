@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from alignlab.data.preference_batches import EncodedPair, collate_pairs
 from alignlab import scoring
+from alignlab.data.preference_batches import EncodedPair, collate_pairs
 from alignlab.scoring import sequence_logprobs
 
 

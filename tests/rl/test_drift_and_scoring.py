@@ -11,9 +11,8 @@ import torch
 
 from alignlab.errors import DataError
 from alignlab.eval.drift import perplexity, read_reference_texts, sampled_kl
-from alignlab.scoring import pad_batch, sequence_logprobs
 from alignlab.rl.policy import PolicyWithValue
-from alignlab.scoring import pack, response_logprobs
+from alignlab.scoring import pack, pad_batch, response_logprobs, sequence_logprobs
 
 
 def _ids(tok, texts):

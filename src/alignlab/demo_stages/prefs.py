@@ -18,7 +18,6 @@ from alignlab.config import ModelSettings, TrainSettings
 from alignlab.demo_stages import DemoContext, StageResult
 from alignlab.eval.preference import spearman, win_rate
 from alignlab.generation import sample
-from alignlab.scoring import score_completions
 from alignlab.losses.preference import PreferenceLossSettings
 from alignlab.models import load_model
 from alignlab.models.reward import RewardModel
@@ -26,6 +25,7 @@ from alignlab.plots import line_plot
 from alignlab.recipes import prefs as preference
 from alignlab.recipes import rm as reward
 from alignlab.runs import read_metrics
+from alignlab.scoring import score_completions
 from alignlab.testbed.lexicon import sentiment_reward
 
 METHODS = {"dpo": "DPO", "cal_dpo": "Cal-DPO"}

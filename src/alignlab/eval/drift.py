@@ -15,9 +15,8 @@ import torch.nn.functional as F
 
 from alignlab.errors import DataError
 from alignlab.generation import sample
-from alignlab.scoring import pad_batch
 from alignlab.losses.rl import sequence_kl
-from alignlab.scoring import pack, response_logprobs
+from alignlab.scoring import pack, pad_batch, response_logprobs
 
 
 @dataclass
