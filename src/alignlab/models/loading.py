@@ -37,8 +37,21 @@ def apply_lora(model: torch.nn.Module, lora: LoraSettings, task_type: str = "CAU
     return get_peft_model(model, cfg)
 
 
+def default_device() -> torch.device:
+    """Where a frozen model runs: this process's accelerator (CUDA / MPS) when there is one, else CPU.
+    (Trained models are placed by the Trainer's Accelerator, which picks the same device.)"""
+    if torch.cuda.is_available():
+        from accelerate import PartialState
+
+        return PartialState().device
+    mps = getattr(torch.backends, "mps", None)
+    return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+
+
 def load_model(settings: ModelSettings | str, trainable: bool = True):
-    """(model, tokenizer) for a ModelSettings or a bare name; LoRA applied if enabled."""
+    """(model, tokenizer) for a ModelSettings or a bare name; LoRA applied if enabled. A frozen
+    model (`trainable=False`) is moved to `default_device()`; a trainable one stays on CPU for the
+    Trainer to place."""
     if isinstance(settings, str):
         settings = ModelSettings(name_or_path=settings)
     if settings.dtype not in DTYPES:
@@ -54,5 +67,5 @@ def load_model(settings: ModelSettings | str, trainable: bool = True):
     if trainable and settings.lora.enabled:
         model = apply_lora(model, settings.lora)
     if not trainable:
-        model.eval().requires_grad_(False)
+        model.eval().requires_grad_(False).to(default_device())
     return model, tok
