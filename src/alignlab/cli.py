@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alignlab",
         description="Align causal language models: data, SFT, reward models, DPO/IPO/Cal-DPO, "
-        "PPO + Elastic Reset, steering/SEA, embedding reward models. Runs offline on a built-in test world (`alignlab testbed`).",
+        "PPO + Elastic Reset, steering/SEA, embedding reward models. Runs offline on a built-in test world.",
     )
     from alignlab import __version__
 
