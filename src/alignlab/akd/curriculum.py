@@ -1,6 +1,6 @@
 """The adversarial curriculum as pure functions: per-skill pass rates, buckets, bucket draws.
 
-A *skill* is one exercise family × parameter (e.g. `testbed/add_three`); every round the proposer
+A *skill* is one exercise family × parameter (e.g. `add_three`); every round the proposer
 writes fresh tests for the skills drawn. The student's pass rate on a skill is a decayed count of
 its recent attempts with a Beta(a, a) prior (an unseen skill sits at 0.5). Skills are bucketed by
 that rate — bucket 0 holds the lowest rates (hardest) — and buckets are drawn with probability

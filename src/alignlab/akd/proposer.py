@@ -1,10 +1,11 @@
 """Where AKD's exercises come from: a pool of skills, each able to write a fresh exercise.
 
-`FreshTestsProposer` takes the testbed's exercise families × parameters (`alignlab.testbed.code`)
-and, for every draw, writes new tests: fresh random inputs (ints in [−99, 99], strings of 1–8
-letters) with the expected values of the family's reference function. The reference is the
-testbed generator's own one-line solution, executed here in-process: it is trusted code that
-we wrote, never model output (model output only runs in the sandbox). `FixedProposer` serves
+`FreshTestsProposer` takes one-argument exercises with reference solutions (the built-in
+exercise families × parameters, from `alignlab.resolve.code_problems`) and, for every draw,
+writes new tests: fresh random inputs (ints in [−99, 99], strings of 1–8 letters) with the
+expected values of the exercise's reference function. The reference is the built-in
+generator's own one-line solution, executed here in-process: it is trusted code that we wrote,
+never model output (model output only runs in the sandbox). `FixedProposer` serves
 the problems of a HumanEval-format file as they are (their tests cannot be regenerated).
 """
 
@@ -38,7 +39,7 @@ def _reference(problem: Problem) -> Callable[[Any], Any]:
 
 
 class FreshTestsProposer:
-    """Testbed skills with fresh test inputs per draw; expected values from the trusted reference."""
+    """Built-in skills with fresh test inputs per draw; expected values from the trusted reference."""
 
     def __init__(self, problems: Sequence[Problem], n_tests: int = 3):
         if not problems or n_tests < 1:
@@ -48,7 +49,7 @@ class FreshTestsProposer:
         for p in problems:
             m = _SIGNATURE.search(p.prompt)
             if m is None or not p.canonical_solution:
-                raise DataError(f"{p.task_id}: not a one-argument testbed exercise with a reference solution")
+                raise DataError(f"{p.task_id}: not a one-argument exercise with a reference solution")
             self._kinds[p.task_id] = "str" if m.group(2) == "s" else "int"
             self._refs[p.task_id] = _reference(p)
         self.n_tests = n_tests
