@@ -1,8 +1,9 @@
-"""One AKD round's attempts and the training data made from them.
+"""One AKD round's attempts and the training buffer made from them.
 
 Every attempt (a teacher or student completion of a proposed exercise) is kept with its sandbox
 result. Per exercise, pairs are (passing teacher solution ≻ failing student solution) — never
-anything else — and distinct passing teacher solutions are the distillation examples.
+anything else — and distinct passing teacher solutions are the distillation examples. The round's
+`RoundBuffer` is what `Trainer.fit_online` trains on.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from alignlab.akd.curriculum import SkillStats
 from alignlab.eval.pass_at_k import Problem
 from alignlab.eval.sandbox import SandboxLimits, run_programs
-from alignlab.rl.scoring import Packed, pack
+from alignlab.scoring import Packed, PairLogps, pack, pack_pairs, pair_rows
 
 
 @dataclass
@@ -137,12 +138,16 @@ def encode(tokenizer, prompt: str, completion: str) -> tuple[list[int], list[int
 
 
 @dataclass
-class RoundData:
-    """The round's training data as packed token ids; pair rows are 2i (chosen), 2i+1 (rejected)."""
+class RoundBuffer:
+    """A round's training data as packed token ids: teacher ≻ student pairs in the `pack_pairs`
+    layout (all chosen rows, then all rejected) and distillation examples. Items are numbered
+    pairs first (0..P-1), then distillation examples (P..P+D-1)."""
 
     pairs: Packed | None
     distill: Packed | None
-    ref: torch.Tensor | None = None  # [P, 2] reference summed logps, filled by the recipe
+    ref: PairLogps | None = None  # summed log-probs of the pairs under the student at the round's start
+    record: dict[str, Any] = field(default_factory=dict)  # what collecting the round measured
+    epoch_sizes: list[int] = field(default_factory=list)  # micro-batches laid out, per epoch so far
 
     @property
     def n_pairs(self) -> int:
@@ -152,39 +157,44 @@ class RoundData:
     def n_distill(self) -> int:
         return 0 if self.distill is None else len(self.distill)
 
+    def __len__(self) -> int:
+        return self.n_pairs + self.n_distill
+
+    def minibatch(self, rows: torch.Tensor) -> dict[str, Any]:
+        """Items `rows` as one micro-batch: "pairs" (a `pack_pairs` Packed) with "ref" (their
+        `PairLogps`), and/or "distill" (a Packed)."""
+        p_rows, d_rows = rows[rows < self.n_pairs], rows[rows >= self.n_pairs] - self.n_pairs
+        mb: dict[str, Any] = {}
+        if len(p_rows):
+            mb["pairs"] = self.pairs.select(pair_rows(p_rows, self.n_pairs))
+            mb["ref"] = PairLogps(self.ref.chosen[p_rows], self.ref.rejected[p_rows])
+        if len(d_rows):
+            mb["distill"] = self.distill.select(d_rows)
+        return mb
+
     def micro_batches(self, batch_size: int, generator: torch.Generator) -> list[dict[str, Any]]:
         """One epoch: ceil((P + D) / batch_size) micro-batches, each with its share of shuffled
-        pairs and of shuffled distillation examples (so every step mixes both in proportion)."""
-        n_micro = max(1, -(-(self.n_pairs + self.n_distill) // batch_size))
+        pairs and of shuffled distillation examples (so every step mixes both in proportion).
+        How many were laid out is appended to `epoch_sizes` (exact round means need it)."""
+        n_micro = max(1, -(-len(self) // batch_size))
         pair_chunks = torch.randperm(self.n_pairs, generator=generator).tensor_split(n_micro)
         dist_chunks = torch.randperm(self.n_distill, generator=generator).tensor_split(n_micro)
-        out = []
-        for p_rows, d_rows in zip(pair_chunks, dist_chunks):
-            mb: dict[str, Any] = {}
-            if len(p_rows):
-                rows = torch.stack([2 * p_rows, 2 * p_rows + 1], dim=1).flatten()
-                mb["pairs"], mb["ref"] = self.pairs.select(rows), self.ref[p_rows]
-            if len(d_rows):
-                mb["distill"] = self.distill.select(d_rows)
-            if mb:
-                out.append(mb)
+        out = [self.minibatch(torch.cat([p, d + self.n_pairs]))
+               for p, d in zip(pair_chunks, dist_chunks) if len(p) + len(d)]
+        self.epoch_sizes.append(len(out))
         return out
 
 
-def build_round_data(tokenizer, attempts: Sequence[Attempt], pairs: Sequence[tuple[int, int]],
-                     distill: Sequence[int]) -> RoundData:
-    """Token ids of the selected pairs and distillation examples."""
+def build_round_buffer(tokenizer, attempts: Sequence[Attempt], pairs: Sequence[tuple[int, int]],
+                       distill: Sequence[int]) -> RoundBuffer:
+    """Token ids of the selected pairs (chosen rows, then rejected) and distillation examples."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     packed_pairs = packed_distill = None
     if pairs:
-        prompts, responses = [], []
-        for t, s in pairs:
-            for i in (t, s):
-                p, r = encode(tokenizer, attempts[i].prompt, attempts[i].completion)
-                prompts.append(p)
-                responses.append(r)
-        packed_pairs = pack(prompts, responses, pad)
+        chosen = [encode(tokenizer, attempts[t].prompt, attempts[t].completion) for t, _ in pairs]
+        rejected = [encode(tokenizer, attempts[s].prompt, attempts[s].completion)[1] for _, s in pairs]
+        packed_pairs = pack_pairs([p for p, _ in chosen], [r for _, r in chosen], rejected, pad)
     if distill:
         enc = [encode(tokenizer, attempts[i].prompt, attempts[i].completion) for i in distill]
         packed_distill = pack([p for p, _ in enc], [r for _, r in enc], pad)
-    return RoundData(packed_pairs, packed_distill)
+    return RoundBuffer(packed_pairs, packed_distill)

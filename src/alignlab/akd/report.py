@@ -1,29 +1,15 @@
-"""AKD's held-out measurement and what a run shows: pass@k per round, summary, report.html."""
+"""What an AKD run shows: one row per round, the headline numbers, report.html.
+
+The functions take the run's records and the few settings they need (the ks of pass@k, the
+number of curriculum buckets, notes), never the recipe's config.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-import torch
-
-from alignlab.eval import pass_at_k as pak
 from alignlab.runs import RunDir
-
-if TYPE_CHECKING:
-    from alignlab.train.akd import AKDConfig
-
-
-def evaluate_held_out(model: torch.nn.Module, tokenizer, problems: list[pak.Problem], cfg: AKDConfig,
-                      run_dir: RunDir, round_no: int, label: str) -> dict[str, float]:
-    """Held-out pass@k (`eval_pass@k` keys) with a fixed sampling seed; samples go to RUN/eval/."""
-    from alignlab.train.akd import limits
-
-    e, g = cfg.eval, cfg.generation
-    res = pak.evaluate_pass_at_k(model, tokenizer, problems, e.n, e.ks, g.max_new_tokens, e.temperature, g.top_p,
-                                 g.batch_size, seed=cfg.train.seed + 12_345, limits=limits(cfg),
-                                 workers=cfg.sandbox.workers)
-    run_dir.write_jsonl(f"eval/round-{round_no:04d}-{label}.jsonl", res.samples)
-    return {f"eval_{k}": v for k, v in res.means.items()}
 
 
 def round_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -46,14 +32,14 @@ def round_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(records: list[dict[str, Any]], cfg: AKDConfig, seconds: float) -> dict[str, Any]:
+def summarize(records: list[dict[str, Any]], ks: Sequence[int], seconds: float) -> dict[str, Any]:
     """Headline numbers: held-out pass@k of the student before → after, the teacher's, pairs, time."""
     evals = [r for r in records if any(k.startswith("eval_pass@") for k in r)]
     rounds = [r for r in records if r.get("round", 0) > 0]
     out: dict[str, Any] = {"rounds": len(rounds), "pairs": int(sum(r.get("pairs", 0) for r in rounds)),
                            "distill": int(sum(r.get("distill", 0) for r in rounds)),
                            "steps": int(sum(r.get("steps", 0) for r in rounds)), "seconds": round(seconds, 1)}
-    for k in cfg.eval.ks:
+    for k in ks:
         key = f"eval_pass@{k}"
         if evals and key in evals[0]:
             out[f"student_pass@{k}_before"], out[f"student_pass@{k}_after"] = evals[0][key], evals[-1][key]
@@ -63,9 +49,10 @@ def summarize(records: list[dict[str, Any]], cfg: AKDConfig, seconds: float) -> 
     return out
 
 
-def write_akd_report(run_dir: RunDir, records: list[dict[str, Any]], cfg: AKDConfig) -> None:
+def write_akd_report(run_dir: RunDir, records: list[dict[str, Any]], ks: Sequence[int], n_buckets: int,
+                     notes: list[str]) -> None:
     """report.html: held-out pass@k per round (teacher as reference), pass rates on the proposed
-    exercises, exercises drawn per bucket, losses, and the per-round table."""
+    exercises, exercises drawn per bucket (of `n_buckets`), losses, and the per-round table."""
     from alignlab.plots import line_plot
     from alignlab.report import write_report
 
@@ -73,7 +60,7 @@ def write_akd_report(run_dir: RunDir, records: list[dict[str, Any]], cfg: AKDCon
     evals = [r for r in records if any(k.startswith("eval_pass@") for k in r)]
     teacher = next((r for r in records if any(k.startswith("teacher_pass@") for k in r)), {})
     series = {}
-    for k in cfg.eval.ks:
+    for k in ks:
         pts = [(r["round"], r[f"eval_pass@{k}"]) for r in evals if f"eval_pass@{k}" in r]
         if pts:
             series[f"student pass@{k}"] = ([p[0] for p in pts], [p[1] for p in pts])
@@ -88,19 +75,12 @@ def write_akd_report(run_dir: RunDir, records: list[dict[str, Any]], cfg: AKDCon
         pts = [(r["round"], r[key]) for r in rounds if key in r]
         if pts:
             rates[name] = ([p[0] for p in pts], [p[1] for p in pts])
-    for b in range(cfg.curriculum.buckets):
+    for b in range(n_buckets):
         pts = [(r["round"], r[f"bucket{b}_drawn"] / max(1, r["exercises"])) for r in rounds if f"bucket{b}_drawn" in r]
         if pts:
             rates[f"share drawn from bucket {b}"] = ([p[0] for p in pts], [p[1] for p in pts])
     if rates:
         figs.append(line_plot(rates, run_dir.path / "curriculum.png", xlabel="round", markers=True,
                               title="proposed exercises: pass rates and bucket shares (0 = hardest)"))
-    notes = [f"student={cfg.student.name_or_path} teacher={cfg.teacher.name_or_path} problems={cfg.problems}",
-             f"loss={cfg.loss} beta={cfg.beta} distill_weight={cfg.distill_weight} rounds={cfg.rounds} "
-             f"exercises_per_round={cfg.exercises_per_round} samples student/teacher="
-             f"{cfg.student_samples}/{cfg.teacher_samples}",
-             f"curriculum: {cfg.curriculum.buckets} buckets, temperature {cfg.curriculum.temperature}, "
-             f"memory {cfg.curriculum.memory}; sandbox timeout {cfg.sandbox.timeout_s}s, "
-             f"memory {cfg.sandbox.memory_mb} MB; pass@k with n={cfg.eval.n}"]
     write_report(run_dir.path, title="AKD: adversarial knowledge distillation for code", notes=notes, figures=figs,
                  tables={"Rounds": round_rows(records)}, curve_keys=("loss", "pref_loss", "distill_nll"))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from alignlab.config import ModelSettings, TrainSettings
 from alignlab.demo_stages import DemoContext, StageResult
+from alignlab.generation import SamplingSettings
+from alignlab.recipes import akd
 from alignlab.testbed.build import ensure_testbed
 from alignlab.threads import cpu_threads
-from alignlab.train import akd
 
 
 def stage_config(ctx: DemoContext) -> akd.AKDConfig:
@@ -22,9 +23,10 @@ def stage_config(ctx: DemoContext) -> akd.AKDConfig:
         student=ModelSettings(name_or_path=str(ensure_testbed("tiny"))),
         teacher=ModelSettings(name_or_path=ctx.base_model),
         train=TrainSettings(lr=1e-3, batch_size=8, save_every=0, seed=ctx.seed, progress=not q),
+        problems="testbed",
         rounds=1 if q else 5, exercises_per_round=4 if q else 16,
         student_samples=2 if q else 4, teacher_samples=2 if q else 4,
-        generation=akd.SamplingSettings(max_new_tokens=24),
+        generation=SamplingSettings(max_new_tokens=24, temperature=0.8, top_p=0.95),
         eval=akd.PassAtKSettings(n=2 if q else 10, ks=[1] if q else [1, 5], every=0, limit=3 if q else 0),
         output_dir=str(ctx.out_dir / "akd"),
     )
