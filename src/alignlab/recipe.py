@@ -1,14 +1,16 @@
 """The one recipe contract: a typed config dataclass + `run(cfg) -> RunResult`.
 
 Every command (sft, rm, prefs, ppo, psle, akd, steer, fv, sea, embed, erm) is registered with
-`register_recipe`: one flag style (`-c CONFIG`, `key=value` overrides, `--out RUN_DIR`), one
-summary printer (`print_summary`). A recipe writes RUN/config.yaml, RUN/metrics.jsonl and
+`register_recipe`: one flag style (`-c CONFIG`, `key=value` overrides, `--out RUN_DIR`, and
+`--resume-anyway` to go on in a run dir whose recorded config differs), one summary printer
+(`print_summary`). The run records the command that resumes it (RUN/command.txt). A recipe writes RUN/config.yaml, RUN/metrics.jsonl and
 RUN/report.html and never prints; the CLI prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from alignlab.config import load_config
+from alignlab.runs import launched
 
 T = TypeVar("T")
 Scalar = int | float | str | bool | None
@@ -37,10 +40,23 @@ class RunResult:
 
 
 def add_recipe_args(parser: argparse.ArgumentParser) -> None:
-    """--config FILE, key=value overrides, --out RUN_DIR."""
+    """--config FILE, key=value overrides, --out RUN_DIR, --resume-anyway."""
     parser.add_argument("--config", "-c", help="YAML config file (see examples/)")
-    parser.add_argument("--out", help="run directory (default: runs/<recipe>-<time>)")
+    parser.add_argument("--out", help="run directory (default: runs/<recipe>-<time>); an existing run there "
+                        "with the same config resumes, one with another config is refused")
+    parser.add_argument("--resume-anyway", action="store_true",
+                        help="continue the run in --out even though its config differs from the one it was "
+                        "started with (the change is logged in RUN/config_changes.log)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
+
+
+def resume_command(prog: str, args: argparse.Namespace) -> list[str]:
+    """The command line that reruns this recipe, minus where it writes (`RunDir` appends
+    `--out RUN`, so rerunning it resumes that run, see `alignlab.runs`)."""
+    cmd = shlex.split(prog)
+    if getattr(args, "config", None):
+        cmd += ["-c", args.config]
+    return cmd + [o for o in (args.overrides or []) if not o.strip().startswith("output_dir=")]
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
@@ -81,7 +97,10 @@ def register_recipe(sub: argparse._SubParsersAction, name: str, help: str, confi
     add_recipe_args(p)
 
     def handler(args: argparse.Namespace) -> int:
-        print_summary(title or name, run(config_from_args(config_cls, args)), rows_fn, rows_title)
+        cfg = config_from_args(config_cls, args)
+        with launched(resume_command(p.prog, args), resume_anyway=bool(getattr(args, "resume_anyway", False))):
+            res = run(cfg)
+        print_summary(title or name, res, rows_fn, rows_title)
         return 0
 
     p.set_defaults(func=handler, config_cls=config_cls)

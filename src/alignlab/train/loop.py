@@ -7,8 +7,8 @@ collect → epochs of shuffled minibatches → `step`, and calls `Callback`s (`o
 `on_epoch`, `on_iteration`; Elastic Reset is one). Both share: data order (seeded, sharded
 over processes, one checkpointed `OnlineRNG`), gradient accumulation, clipping, the LR
 schedule, every micro-batch moved to the accelerator's device (`to_device`), logging to
-metrics.jsonl and a progress bar, NaN checks naming the last good checkpoint, atomic
-checkpoints and exact resume. Accelerate sits underneath, so `accelerate launch` gives DDP
+metrics.jsonl and a progress bar, NaN checks and divergence stops naming the last good
+checkpoint (`DivergenceWatch`), atomic checkpoints of finite weights only, and exact resume. Accelerate sits underneath, so `accelerate launch` gives DDP
 and `mixed_precision: bf16` applies to every recipe.
 """
 
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from alignlab.config import TrainSettings
 from alignlab.errors import TrainingError
-from alignlab.runs import RunDir
+from alignlab.runs import UNCONFIRMED, RunDir
 from alignlab.train.online import (  # noqa: F401  (re-exported: the engine's public names)
     Buffer,
     Callback,
@@ -86,6 +88,82 @@ def _to_float(v: Any) -> float:
     return float(v)
 
 
+def non_finite(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of the floating-point tensors in `named` holding a NaN or an infinity (one sync)."""
+    names, flags = [], []
+    for name, t in named:
+        if t.is_floating_point():
+            names.append(name)
+            flags.append(torch.isfinite(t.detach()).all())
+    if not flags:
+        return []
+    ok = torch.stack([f.to(flags[0].device) for f in flags]).tolist()
+    return [n for n, good in zip(names, ok) if not good]
+
+
+class DivergenceWatch:
+    """Stops a run whose loss stays above k x its running median for m steps in a row.
+
+    k is `train.divergence_factor` (0 = off) and m `train.divergence_patience` (read from the
+    settings each step). The median and the scale (median of |loss|, so losses of either sign
+    work: for positive losses the bar is exactly k x median) come from the last `window` calm
+    steps; spikes never enter the window. Checking starts after `min_history` calm steps.
+    """
+
+    window = 100
+    min_history = 10
+
+    def __init__(self, cfg: TrainSettings):
+        self.cfg = cfg
+        self.history: deque[float] = deque(maxlen=self.window)
+        self.streak = 0  # consecutive steps above the bar
+        self.first_step = 0  # where the current streak began
+
+    @property
+    def factor(self) -> float:
+        return float(getattr(self.cfg, "divergence_factor", 0.0) or 0.0)
+
+    @property
+    def patience(self) -> int:
+        return max(1, int(getattr(self.cfg, "divergence_patience", 10)))
+
+    def bar(self) -> float | None:
+        """The loss above which a step counts as a spike (None: off, or too little history)."""
+        if self.factor <= 0 or len(self.history) < self.min_history:
+            return None
+        median = statistics.median(self.history)
+        scale = statistics.median(abs(x) for x in self.history)
+        return median + (self.factor - 1.0) * max(scale, 1e-12)
+
+    def update(self, loss: float, step: int) -> str:
+        """Record step `step`'s loss; returns why the run must stop ('' to go on)."""
+        bar = self.bar()
+        if bar is None or loss <= bar:
+            self.streak = 0
+            self.history.append(loss)
+            return ""
+        if self.streak == 0:
+            self.first_step = step
+        self.streak += 1
+        if self.streak < self.patience:
+            return ""
+        return (f"loss diverged: above {self.factor:g}x its running median "
+                f"({statistics.median(self.history):.4g}; bar {bar:.4g}) for {self.streak} steps in a row "
+                f"(steps {self.first_step}-{step}, last {loss:.4g})")
+
+    @property
+    def suspect(self) -> str:
+        """Why a checkpoint taken now would not be good ('' when the loss is calm)."""
+        return f"loss above the divergence bar since step {self.first_step}" if self.streak else ""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": list(self.history), "streak": self.streak, "first_step": self.first_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = deque(state["history"], maxlen=self.window)
+        self.streak, self.first_step = int(state["streak"]), int(state["first_step"])
+
+
 class Trainer:
     """Optimiser, schedule, logging and checkpoints around one model."""
 
@@ -101,7 +179,7 @@ class Trainer:
     ):
         self.cfg = cfg
         self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, cpu=no_accelerator())
-        self.run = run or RunDir(Path("runs") / "scratch", is_main=self.is_main)
+        self.run = run or RunDir(Path("runs") / "scratch", is_main=self.is_main, lock=False)
         self.run.is_main = self.is_main
         self.total_steps = total_steps
         self.rng = OnlineRNG(cfg.seed)
@@ -118,6 +196,9 @@ class Trainer:
         self.step_count = 0
         self.iteration = 0  # online iterations done (fit_online)
         self.last_checkpoint: Path | None = None
+        self.last_good_checkpoint: Path | None = None
+        self.unconfirmed: Path | None = None  # saved, good once the next step's loss is calm
+        self.divergence = DivergenceWatch(cfg)
 
     # --- process info ---------------------------------------------------------------
     @property
@@ -141,7 +222,11 @@ class Trainer:
         return self.accelerator.device
 
     def checkpoint_hint(self) -> str:
-        return f"Last good checkpoint: {self.last_checkpoint or 'none yet'}"
+        """Names the last good checkpoint (and a newer one no step has run on yet) for errors."""
+        hint = f"Last good checkpoint: {self.last_good_checkpoint or 'none yet'}"
+        if self.unconfirmed is not None:
+            hint += f" (newer, not yet confirmed by a calm step: {self.unconfirmed})"
+        return hint
 
     # --- one optimiser step ---------------------------------------------------------
     def step(self, loss_fn: LossFn, micro_batches: Sequence[Any]) -> dict[str, float]:
@@ -179,7 +264,16 @@ class Trainer:
         if grad_norm is not None:
             sums["grad_norm"] = float(grad_norm)
         sums["lr"] = self.scheduler.get_last_lr()[0]
-        return self.mean_over_processes(sums)
+        sums = self.mean_over_processes(sums)  # identical on every process, so all stop together
+        why = self.divergence.update(sums["loss"], self.step_count)
+        if why:
+            raise TrainingError(f"{why}; stopped. {self.checkpoint_hint()}")
+        if self.unconfirmed is not None:  # this loss was computed with the checkpoint's weights
+            if not self.divergence.streak:
+                self.run.confirm_checkpoint(self.unconfirmed)
+                self.last_good_checkpoint = self.unconfirmed
+            self.unconfirmed = None
+        return sums
 
     def mean_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
         """Each value averaged over processes (identical on every process afterwards)."""
@@ -199,8 +293,26 @@ class Trainer:
             if p.requires_grad
         }
 
+    def check_finite(self) -> None:
+        """TrainingError unless every trainable parameter and optimizer state tensor is finite
+        (checked on every process, so all stop together)."""
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        bad = non_finite(named)
+        if not bad:
+            names = {id(p): n for n, p in named}
+            opt = getattr(self.optimizer, "optimizer", self.optimizer)
+            bad = non_finite((f"optimizer state '{k}' of {names.get(id(p), '?')}", v)
+                             for p, st in opt.state.items() for k, v in st.items() if isinstance(v, torch.Tensor))
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise TrainingError(f"not saving a checkpoint at step {self.step_count}: {', '.join(bad[:3])}{more} "
+                                f"hold NaN/inf (lower train.lr?); stopped. {self.checkpoint_hint()}")
+
     def save_checkpoint(self) -> Path | None:
-        """Write a complete checkpoint atomically (temp folder, then rename)."""
+        """Write a complete checkpoint atomically (temp folder, then rename) after checking the
+        weights are finite. It is "good" (`last_good_checkpoint`, never rotated away) once the
+        next step's loss, computed with its weights, is calm; one taken during a loss spike never is."""
+        self.check_finite()
         self.accelerator.wait_for_everyone()
         if not self.is_main:
             return None
@@ -217,11 +329,14 @@ class Trainer:
                 "torch": torch.get_rng_state(),
             },
             "extra": {k: v.state_dict() for k, v in self.extra_state.items()},
+            "divergence": self.divergence.state_dict(),
         }
         torch.save(state, tmp / "trainer_state.pt")
+        spike = self.divergence.suspect
         self.last_checkpoint = self.run.commit_checkpoint(
-            tmp, self.step_count, keep=self.cfg.keep_checkpoints
+            tmp, self.step_count, keep=self.cfg.keep_checkpoints, suspect=spike or UNCONFIRMED
         )
+        self.unconfirmed = None if spike else self.last_checkpoint
         return self.last_checkpoint
 
     def resume(self, checkpoint: Path | None = None) -> bool:
@@ -242,9 +357,13 @@ class Trainer:
         for k, v in self.extra_state.items():
             if k in state["extra"]:
                 v.load_state_dict(state["extra"][k])
+        if "divergence" in state:
+            self.divergence.load_state_dict(state["divergence"])
         self.step_count = int(state["step"])
         self.iteration = int(state.get("iteration", 0))
         self.last_checkpoint = ckpt
+        self.last_good_checkpoint = self.run.last_good_checkpoint()
+        self.unconfirmed = ckpt if self.run.checkpoint_note(ckpt) == UNCONFIRMED else None
         self.run.truncate_metrics(self.step_count)
         return True
 
@@ -293,8 +412,8 @@ class Trainer:
         if self.total_steps <= 0:
             self.total_steps = total
             self.scheduler.lr_lambdas[0] = _lr_lambda(cfg, total)
-        if resume:
-            self.resume()
+        if not (resume and self.resume()):
+            self.run.start_log()  # nothing resumed: an earlier attempt's lines go (this RunDir's stay)
         history: list[dict[str, Any]] = []
         window: list[dict[str, float]] = []
         from alignlab.progress import progress_bar
@@ -362,7 +481,7 @@ class Trainer:
         if self.resume():  # an iteration may take no step: cut the log by iteration too
             self.run.truncate_metrics(self.iteration, key="iteration")
         else:
-            self.run.truncate_metrics(-1)  # a run that died before its first checkpoint starts over
+            self.run.start_log()  # a run that died before its first checkpoint starts over
         records: list[dict[str, Any]] = []
         if self.iteration == 0 and start is not None:
             rec = {"step": self.step_count, "iteration": 0, **start()}
