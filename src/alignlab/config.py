@@ -1,13 +1,16 @@
 """Typed configs: dataclasses loaded from YAML with `key=value` overrides.
 
 Every recipe has one config dataclass. Unknown or mistyped keys are errors that name
-the key (with a suggestion), so a typo never silently falls back to a default.
+the key (with a suggestion), so a typo never silently falls back to a default. Numbers are
+checked at load too: every float must be finite, a field declared with `bounded(...)` must lie
+in its range, and a config class may add cross-field rules in `check(self, where)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -16,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from alignlab.errors import ConfigError
+from alignlab.errors import ConfigError, naming_path
 
 T = TypeVar("T")
 
@@ -42,14 +45,69 @@ def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric config field: open (gt/lt) or closed (ge/le) bounds,
+    plus special values outside them (`also`, e.g. -1 = 'all'). Lists are checked per item."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    also: tuple[float, ...] = ()
+
+    def contains(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        return not ((self.gt is not None and not value > self.gt) or (self.ge is not None and not value >= self.ge)
+                    or (self.lt is not None and not value < self.lt) or (self.le is not None and not value <= self.le))
+
+    def describe(self) -> str:
+        parts = [f"{op} {b:g}" for op, b in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
+                 if b is not None]
+        text = " and ".join(parts)
+        return text + "".join(f" or {v:g}" for v in self.also)
+
+    def check(self, value: Any, where: str) -> None:
+        """ConfigError naming `where` when `value` (or an item of a list value) is out of range."""
+        if isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                self.check(v, f"{where}[{i}]")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not self.contains(value):
+            raise ConfigError(f"{where}: must be {self.describe()}, got {value!r}")
+
+
+def bounded(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+            le: float | None = None, also: tuple[float, ...] = ()) -> Any:
+    """A config field with a default and an allowed range, checked when the config is loaded:
+    `lr: float = bounded(1e-4, gt=0)`; a list default is copied per instance."""
+    meta = {"range": Range(gt, ge, lt, le, tuple(also))}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_config(cfg: Any, where: str = "config") -> None:
+    """Range-check the fields of one config dataclass and run its `check(where)` hook, if any
+    (nested configs are checked where they are built, by `from_dict`)."""
+    for f in dataclasses.fields(cfg):
+        rng = f.metadata.get("range")
+        value = getattr(cfg, f.name)
+        if rng is not None and value is not None:
+            rng.check(value, f"{where}.{f.name}")
+    hook = getattr(cfg, "check", None)
+    if callable(hook):
+        hook(where)
+
+
 @dataclasses.dataclass
 class LoraSettings:
     """PEFT LoRA adapter settings; `enabled: false` trains all weights."""
 
     enabled: bool = False
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
+    r: int = bounded(8, ge=1)
+    alpha: int = bounded(16, gt=0)
+    dropout: float = bounded(0.0, ge=0, lt=1)
     target_modules: list[str] = dataclasses.field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
@@ -69,19 +127,19 @@ class ModelSettings:
 class TrainSettings:
     """Settings of the shared training loop (alignlab.train.loop)."""
 
-    lr: float = 1e-4
-    batch_size: int = 8
-    grad_accum: int = 1
-    epochs: int = 1
-    max_steps: int = -1  # optimiser steps; -1 = run all epochs
-    warmup_steps: int = 0
+    lr: float = bounded(1e-4, gt=0)
+    batch_size: int = bounded(8, ge=1)
+    grad_accum: int = bounded(1, ge=1)
+    epochs: int = bounded(1, ge=1)
+    max_steps: int = bounded(-1, ge=1, also=(-1,))  # optimiser steps; -1 = run all epochs
+    warmup_steps: int = bounded(0, ge=0)
     lr_schedule: LRSchedule = "constant"  # after warmup
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    weight_decay: float = bounded(0.0, ge=0)
+    max_grad_norm: float = bounded(1.0, ge=0)  # 0 = no clipping
     seed: int = 0
-    log_every: int = 10
-    save_every: int = 100
-    keep_checkpoints: int = 2
+    log_every: int = bounded(10, ge=1)
+    save_every: int = bounded(100, ge=0)  # 0 = no checkpoints during training
+    keep_checkpoints: int = bounded(2, ge=0)  # 0 = keep all
     mixed_precision: MixedPrecision = "no"  # bf16 / fp16 on a GPU
     progress: bool = True
 
@@ -138,14 +196,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -169,7 +232,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
             # a partial section overrides the recipe's own defaults for it, not the class's
             value = _merge(_field_default(fields[key]), value)
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    return cls(**kwargs)
+    cfg = cls(**kwargs)
+    check_config(cfg, where)
+    return cfg
 
 
 def _field_default(f: dataclasses.Field) -> dict[str, Any]:
@@ -207,6 +272,8 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             value = _load_yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        except RecursionError as e:
+            raise ConfigError(f"override '{key}': value nested too deeply to read") from e
         _set_path(out, key.strip(), value)
     return out
 
@@ -221,6 +288,27 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _read_yaml_file(p: Path) -> Any:
+    """The YAML content of a config file; ConfigError naming the file when it is missing, binary,
+    not UTF-8, not YAML or nested too deeply."""
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    raw = p.read_bytes()
+    if b"\0" in raw:
+        raise ConfigError(f"{p}: not a YAML config file (binary content)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{p}:{line}: not UTF-8 text (byte {e.start}); a config file is YAML text") from e
+    try:
+        return _load_yaml(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from e
+    except RecursionError as e:
+        raise ConfigError(f"{p}: YAML nested too deeply to read") from e
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Load `cls` from an optional YAML file plus `key=value` overrides."""
     data: dict[str, Any] = {}
@@ -228,19 +316,17 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     if path is not None:
         p = Path(path)
         where = str(p)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = _load_yaml(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from e
+        loaded = _read_yaml_file(p)
+        if loaded is None:
+            loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping of keys")
+            raise ConfigError(f"{p}: top level must be a mapping of keys, got a {type(loaded).__name__}")
         data = loaded
     data = _merge(data, parse_overrides(overrides or []))
     return from_dict(cls, data, where)
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """Write a resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write a resolved config as YAML (a failed write names the file)."""
+    with naming_path(path):
+        Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -4,7 +4,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from alignlab.config import ModelSettings, TrainSettings, load_config, parse_overrides, save_config
+from alignlab.config import (
+    ModelSettings,
+    TrainSettings,
+    bounded,
+    load_config,
+    parse_overrides,
+    save_config,
+)
 from alignlab.errors import ConfigError
 
 
@@ -93,3 +100,76 @@ def test_typo_in_an_override_key_is_named_with_suggestion():
         load_config(SFTConfig, None, ["train.lr_schedul=cosine"])
     with pytest.raises(ConfigError, match=r"unknown key 'mdoel' \(did you mean 'model'\?\)"):
         load_config(SFTConfig, None, ["mdoel.dtype=float32"])
+
+
+@dataclass
+class RangedConfig:
+    """A recipe-shaped config using the range mechanism: bounded fields, a list, a check hook."""
+
+    train: TrainSettings = field(default_factory=TrainSettings)
+    beta: float = bounded(0.1, gt=0)
+    fraction: float = bounded(0.1, ge=0, lt=1)
+    weights: list[float] = bounded([1.0], gt=0)
+    limit: int | None = bounded(None, ge=1)
+    lo: int = 0
+    hi: int = 1
+
+    def check(self, where: str) -> None:
+        if self.lo >= self.hi:
+            raise ConfigError(f"{where}.lo: must be < hi ({self.hi}), got {self.lo}")
+
+
+def test_bounded_fields_are_checked_at_load_and_name_the_key(tmp_path):
+    cfg = load_config(RangedConfig, None, ["beta=0.5", "weights=[1, 2.5]", "limit=3"])
+    assert (cfg.beta, cfg.weights, cfg.limit) == (0.5, [1.0, 2.5], 3)
+    assert RangedConfig().weights is not RangedConfig().weights  # a list default is copied
+    for override, named in [("beta=0", r"config\.beta: must be > 0, got 0\.0"),
+                            ("fraction=1", r"config\.fraction: must be >= 0 and < 1"),
+                            ("weights=[1, -2]", r"config\.weights\[1\]: must be > 0"),
+                            ("weights=[1, .nan]", r"config\.weights\[1\]: must be a finite number"),
+                            ("limit=0", r"config\.limit: must be >= 1"),
+                            ("lo=3", r"config\.lo: must be < hi \(1\), got 3"),
+                            ("train.weight_decay=-0.1", r"config\.train\.weight_decay: must be >= 0")]:
+        with pytest.raises(ConfigError, match=named):
+            load_config(RangedConfig, None, [override])
+    assert load_config(RangedConfig, None, ["limit=null"]).limit is None
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  max_grad_norm: .inf\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml\.train\.max_grad_norm: must be a finite number"):
+        load_config(RangedConfig, p)
+
+
+def test_train_settings_ranges_accept_their_special_values():
+    cfg = load_config(SFTConfig, None, ["train.max_steps=-1", "train.max_grad_norm=0", "train.save_every=0",
+                                        "train.keep_checkpoints=0", "train.warmup_steps=0", "model.lora.dropout=0"])
+    assert (cfg.train.max_steps, cfg.train.max_grad_norm, cfg.train.save_every) == (-1, 0.0, 0)
+    for override, named in [("train.max_steps=-2", "must be >= 1 or -1"), ("train.batch_size=0", "must be >= 1"),
+                            ("train.lr=-1e-4", "must be > 0"), ("train.lr=inf", "finite"),
+                            ("model.lora.alpha=0", "must be > 0"), ("train.save_every=-1", "must be >= 0")]:
+        with pytest.raises(ConfigError, match=named):
+            load_config(SFTConfig, None, [override])
+
+
+def test_unreadable_config_files_name_the_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    for content, why in [(b"\x00\x01binary", "binary content"), (b"a: 1\nb: caf\xe9\n", r"c\.yaml:2: not UTF-8"),
+                         (b"- a\n", "top level must be a mapping of keys, got a list"),
+                         (b"a: " + b"[" * 50_000, "nested too deeply"), (b"a: [\n", "not valid YAML")]:
+        p.write_bytes(content)
+        with pytest.raises(ConfigError, match=why):
+            load_config(SFTConfig, p)
+    p.write_bytes(b"")
+    assert load_config(SFTConfig, p).train.lr == SFTConfig().train.lr  # an empty file = no settings
+
+
+def test_failed_config_write_names_the_file(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError) as info:
+        save_config(SFTConfig(), tmp_path / "config.yaml")
+    assert info.value.filename == str(tmp_path / "config.yaml") and info.value.errno == errno.ENOSPC
