@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignlab.data.jsonl import read_jsonl
+from alignlab.data.jsonl import iter_jsonl
 from alignlab.errors import DataError
 
 Messages = list[dict[str, str]]
@@ -183,11 +183,12 @@ def read_rankings(path: str | Path, on_bad: str = "error") -> tuple[list[Ranking
     """Every row of a preference/ranking JSONL file as a RankingRecord (bad rows: error or skip)."""
     if on_bad not in ("error", "skip"):
         raise DataError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
-    rows = read_jsonl(path)
+    rows = list(iter_jsonl(path))
+    if not rows:
+        raise DataError(f"{path}: no examples (the file has no JSON rows)")
     report = ReadReport(rows=len(rows))
     out = []
-    for i, row in enumerate(rows, 1):
-        where = f"{path}:{i}"
+    for where, row in rows:
         try:
             out.append(parse_row(row, where))
         except DataError as e:

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from alignlab.data.preference import Messages, PreferenceRecord, Prompt, RankingRecord
+from alignlab.data.chat import render_chat
+from alignlab.data.preference import PreferenceRecord, Prompt, RankingRecord
 from alignlab.errors import DataError
 from alignlab.scoring import pad_batch
 
@@ -61,14 +62,6 @@ class EncodeStats:
                 f"response truncated in {self.response_truncated}{eg}")
 
 
-def _render(tokenizer, messages: Messages, add_generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt,
-                                        return_dict=False)
-    if hasattr(out, "keys"):
-        out = out["input_ids"]
-    return list(out)
-
-
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -78,14 +71,15 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def encode_responses(tokenizer, prompt: Prompt, responses: Sequence[str]) -> tuple[list[int], list[list[int]]]:
-    """(prompt ids, ids of each response) — chat template for messages, else text + EOS."""
+def encode_responses(tokenizer, prompt: Prompt, responses: Sequence[str], where: str = "") -> tuple[list[int], list[list[int]]]:
+    """(prompt ids, ids of each response) — chat template for messages, else text + EOS; a
+    model without a chat template is a DataError naming `where` (file:line)."""
     if isinstance(prompt, str):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         rs = [tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for r in responses]
         return list(p), [list(r) for r in rs]
-    p = _render(tokenizer, prompt, add_generation_prompt=True)
-    fulls = [_render(tokenizer, list(prompt) + [{"role": "assistant", "content": r}], False) for r in responses]
+    p = render_chat(tokenizer, prompt, add_generation_prompt=True, where=where)
+    fulls = [render_chat(tokenizer, list(prompt) + [{"role": "assistant", "content": r}]) for r in responses]
     k = min(_common_prefix(p, f) for f in fulls)  # templates that re-render the prompt: cut where they diverge
     return p[:k], [f[k:] for f in fulls]
 
@@ -104,7 +98,7 @@ def encode_pairs(
         raise DataError(f"need 0 < max_prompt_length ({max_prompt_length}) < max_length ({max_length})")
     out, stats = [], EncodeStats()
     for rec in records:
-        p, (c, r) = encode_responses(tokenizer, rec.prompt, [rec.chosen, rec.rejected])
+        p, (c, r) = encode_responses(tokenizer, rec.prompt, [rec.chosen, rec.rejected], rec.where)
         if not p:
             raise DataError(f"{rec.where}: the prompt encodes to no tokens")
         if not c or not r:
@@ -136,7 +130,7 @@ def encode_rankings(
         raise DataError(f"truncation must be 'truncate' or 'error', got {truncation!r}")
     out, stats = [], EncodeStats()
     for rec in records:
-        p, rs = encode_responses(tokenizer, rec.prompt, rec.replies)
+        p, rs = encode_responses(tokenizer, rec.prompt, rec.replies, rec.where)
         seqs, p_cut, r_cut = [], False, False
         for r in rs:
             s = p + r

@@ -4,7 +4,6 @@ KL(π‖π0) estimated on responses sampled from π, and perplexity of held-out 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from alignlab.data.jsonl import iter_jsonl, iter_text_lines
 from alignlab.errors import DataError
 from alignlab.generation import sample
 from alignlab.losses.rl import sequence_kl
@@ -93,26 +93,19 @@ def perplexity(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_si
 
 
 def read_reference_texts(path: str | Path) -> list[str]:
-    """Reference texts from a file: JSONL rows with a "text" field, or one text per line."""
+    """Reference texts from a file: JSONL rows (.jsonl / .jsonl.gz) with a "text" field, or one
+    text per line; an unreadable line is a DataError naming file:line, an empty file one too."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"reference text file not found: {p}")
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        if p.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{p}:{i}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise DataError(f"{p}:{i}: each line needs a string field 'text'")
+    if p.name.endswith((".jsonl", ".jsonl.gz")):
+        for where, row in iter_jsonl(p, "reference text file"):
+            if not isinstance(row.get("text"), str):
+                raise DataError(f"{where}: each line needs a string field 'text'")
             out.append(row["text"])
-        else:
-            out.append(line)
+    else:
+        out = [line for _, line in iter_text_lines(p, "reference text file") if line.strip()]
     if not out:
-        raise DataError(f"{p}: no reference texts")
+        raise DataError(f"{p}: no reference texts (the file is empty)")
     return out
 
 
