@@ -5,7 +5,13 @@ Model names (folders, hub ids, built-in names) resolve in `alignlab.resolve.mode
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignlab.config import LoraSettings, ModelSettings
@@ -15,9 +21,57 @@ from alignlab.resolve.models import model_path
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+_JSON_FILES = ("config.json", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "generation_config.json")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _bad_json_file(folder: Path) -> str | None:
+    """'file: why' for the first of a model folder's JSON files that does not parse, else None."""
+    for name in _JSON_FILES:
+        f = folder / name
+        if not f.is_file():
+            continue
+        try:
+            json.loads(f.read_bytes())
+        except (UnicodeDecodeError, RecursionError) as e:
+            return f"{f}: not readable JSON ({type(e).__name__})"
+        except json.JSONDecodeError as e:
+            return f"{f}: not valid JSON ({e.msg} at line {e.lineno})"
+    return None
+
+
+@contextmanager
+def model_files(path: str, what: str) -> Iterator[None]:
+    """Turn a failure to read a model folder (corrupt weights, a bad JSON file, missing files) into
+    a ConfigError naming the folder, and the file when it can be told."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except SafetensorError as e:
+        files = sorted(str(f) for f in Path(path).glob("*.safetensors")) if Path(path).is_dir() else []
+        raise ConfigError(f"{', '.join(files) or path}: corrupt safetensors weights of the {what} "
+                          f"({_first_line(e)})") from e
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        bad = _bad_json_file(Path(path)) if Path(path).is_dir() else None
+        raise ConfigError(bad or f"could not load the {what} from '{path}': {_first_line(e)}") from e
+
+
 def load_tokenizer(name: str):
-    """Tokenizer of a model name; a pad token is set when the model has none."""
-    tok = AutoTokenizer.from_pretrained(model_path(name))
+    """Tokenizer of a model name; a pad token is set when the model has none. A folder without
+    tokenizer files, or with broken ones, is a ConfigError naming it."""
+    path = model_path(name)
+    folder = Path(path)
+    if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise ConfigError(f"model folder {folder} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
+    with model_files(path, "tokenizer"):
+        tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -57,10 +111,8 @@ def load_model(settings: ModelSettings | str, trainable: bool = True):
     if settings.dtype not in DTYPES:
         raise ConfigError(f"model.dtype: '{settings.dtype}' is not one of {list(DTYPES)}")
     path = model_path(settings.name_or_path)
-    try:
+    with model_files(path, "model"):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[settings.dtype])
-    except OSError as e:
-        raise ConfigError(f"could not load model '{settings.name_or_path}': {e}") from e
     tok = load_tokenizer(settings.name_or_path)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id

@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification
 
 from alignlab.config import ModelSettings
 from alignlab.errors import ConfigError
-from alignlab.models.loading import DTYPES, apply_lora, load_tokenizer
+from alignlab.models.loading import DTYPES, apply_lora, load_tokenizer, model_files
 from alignlab.resolve.models import model_path
 
 
@@ -38,15 +38,16 @@ def load_reward_model(settings: ModelSettings | str, trainable: bool = False):
     if _is_adapter(path):
         from peft import PeftConfig, PeftModel
 
-        base = PeftConfig.from_pretrained(path).base_model_name_or_path
-        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=DTYPES[settings.dtype])
-        model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
+        with model_files(path, "reward model adapter"):
+            base = PeftConfig.from_pretrained(path).base_model_name_or_path
+        with model_files(base, f"adapter's base model (of {path})"):
+            model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=DTYPES[settings.dtype])
+        with model_files(path, "reward model adapter"):
+            model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
         tok_source = path if (Path(path) / "tokenizer_config.json").exists() else base
     else:
-        try:
+        with model_files(path, "reward model"):
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=DTYPES[settings.dtype])
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"could not load '{name}' as a reward model: {e}") from e
         tok_source = name
     tok = load_tokenizer(tok_source)
     if model.config.pad_token_id is None:
