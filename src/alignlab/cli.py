@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from alignlab.errors import AlignlabError
+from alignlab.errors import AlignlabError, describe_os_error
 
 COMMAND_MODULES = [
     "alignlab.demo",
@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FileNotFoundError as e:
         print(f"alignlab: error: file not found: {e.filename or e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, read-only or forbidden run dir, unreadable input
+        where = f"while writing under {args.out}" if getattr(args, "out", None) else ""
+        print(f"alignlab: error: {describe_os_error(e, where)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("alignlab: interrupted; completed checkpoints are intact (rerun to resume)", file=sys.stderr)

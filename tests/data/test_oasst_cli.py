@@ -90,10 +90,12 @@ def test_export_with_validation_split(good, tmp_path, capsys, mode, per_tree):
     assert f"{len(val)} to {tmp_path / 'out.val.jsonl'}" in printed
 
 
-def test_export_options(good, tmp_path):
+def test_export_options(good, tmp_path, capsys):
     out = tmp_path / "o.jsonl"
     argv = ["data", "export", str(good), "--mode", "sft", "--out", str(out)]
-    assert run(*argv, "--lang", "de,fr") == 0
+    assert run(*argv, "--lang", "de,fr") == 2  # no records: an error that says which filter removed the trees
+    assert "no sft records to export" in capsys.readouterr().err and not out.exists()
+    assert run(*argv, "--lang", "de,fr", "--allow-empty") == 0
     assert out.read_text() == ""
     argv = ["data", "export", str(good), "--mode", "sft", "--out", str(out), "--top-k", "1"]
     loose = ["--keep-deleted", "--keep-synthetic", "--any-state", "--any-review"]

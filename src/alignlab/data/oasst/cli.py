@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,8 @@ from .stats import stats
 OK, SKIPPED, FAILED = 0, 1, 2
 _EXIT_CODES = (
     "Exit status: 0 = no problems; 1 = done, but trees/lines with problems were skipped "
-    "(listed on stderr); 2 = nothing done (unreadable or malformed file, --strict problem)"
+    "(listed on stderr); 2 = nothing done (unreadable, malformed or empty file, no records to "
+    "export, --out naming the input, --strict problem)"
 )
 _SHOWN_ISSUES = 20
 
@@ -37,18 +41,41 @@ def _positive(text: str) -> int:
     return value
 
 
+_TREE_FILTERS = {
+    "state": "the tree_state filter (not ready_for_export; --any-state keeps them)",
+    "review": "the review filter (root failed or lacks review; --any-review keeps them)",
+    "lang": "the language filter (--lang)",
+}
+_EXAMPLE = {
+    "sft": "a thread ending on an assistant reply",
+    "rm": "a prompter message with at least 2 ranked assistant replies",
+    "rl": "a prompter message",
+}
+
+
 def _fail(message: str) -> int:
     """Print an error to stderr and return the failure exit code."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"alignlab: error: {message}", file=sys.stderr)
     return FAILED
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """True when two paths name one file: the same path, a link to it, or the same inode."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
 def _load(args: argparse.Namespace) -> tuple[list[Tree], ValidationReport] | int:
-    """Read and validate the input file; an exit code instead when nothing usable can be read."""
+    """Read and validate the input file; an exit code instead when nothing usable can be read
+    (an empty file too, unless --allow-empty)."""
     try:
         trees, report = read_trees(args.file, strict=args.strict)
     except DataError as error:
         return _fail(str(error))
+    if not report.records and not args.allow_empty:
+        return _fail(f"{args.file}: no rows (the file is empty; --allow-empty accepts that)")
     if report.issues and not report.trees and not report.trees_skipped:
         return _fail(
             f"{args.file}: no OpenAssistant messages or trees found; first problem: "
@@ -102,8 +129,32 @@ def _val_path(out: Path) -> Path:
     return out.with_name(out.name + ".val.jsonl")
 
 
+def _why_empty(trees: list[Tree], report: ValidationReport, filters: ExportFilters, mode: str) -> str:
+    """Why an export has no records: trees skipped for problems, or which filters removed them."""
+    if not trees:
+        return f"all {report.trees_skipped} trees were skipped for problems (listed above)"
+    drops = Counter(filters.drops_tree_by(tree) for tree in trees)
+    kept = drops.pop(None, 0)
+    removed = ", ".join(f"{n} by {_TREE_FILTERS[why]}" for why, n in drops.items())
+    text = f"{len(trees)} valid trees, " + (f"{sum(drops.values())} removed: {removed}" if removed else "none removed by the tree filters")
+    if kept:
+        kept_trees = [tree for tree in trees if filters.keeps_tree(tree)]
+        loose = dataclasses.replace(filters, drop_deleted=False, drop_synthetic=False, top_k=None)
+        text += f"; the {kept} kept trees have no {mode} example ({_EXAMPLE[mode]})"
+        if EXPORTERS[mode](kept_trees, loose):
+            text += " once deleted / synthetic messages" + (" and --top-k" if filters.top_k else "") + \
+                " are dropped (--keep-deleted / --keep-synthetic keep those messages)"
+    return text
+
+
 def run_export(args: argparse.Namespace) -> int:
-    """Handler of `data export`: filter, export, optionally split by tree, and write atomically."""
+    """Handler of `data export`: filter, export, optionally split by tree, and write atomically.
+    An output that is the input is refused before anything is read or written."""
+    targets = [args.out, _val_path(args.out)] if args.split_val else [args.out]
+    for target in targets:
+        if _same_file(args.file, target):
+            return _fail(f"output {target} is the input file {args.file}; exporting would replace "
+                         "the input: choose another --out")
     languages = {
         code.strip() for item in args.lang or () for code in item.split(",") if code.strip()
     }
@@ -120,6 +171,10 @@ def run_export(args: argparse.Namespace) -> int:
         return loaded
     trees, report = loaded
     records = EXPORTERS[args.mode](trees, filters)
+    if not records and not args.allow_empty:
+        why = _why_empty(trees, report, filters, args.mode)
+        return _fail(f"{args.file}: no {args.mode} records to export: {why}; nothing written "
+                     "(--allow-empty writes an empty file)")
     outputs: list[tuple[Path, list[dict[str, Any]]]] = [(args.out, records)]
     if args.split_val:
         train, val = split_by_tree(records, args.split_val, args.seed)
@@ -161,6 +216,7 @@ def register(subparsers: Any) -> None:
     )
     p_stats.add_argument("file", type=Path, help="OpenAssistant JSONL file (.gz allowed)")
     p_stats.add_argument("--strict", action="store_true", help="fail on the first problem")
+    p_stats.add_argument("--allow-empty", action="store_true", help="accept an empty file")
     p_stats.set_defaults(func=run_stats)
 
     p_export = commands.add_parser(
@@ -215,4 +271,9 @@ def register(subparsers: Any) -> None:
         "--any-review", action="store_true", help="keep trees whose root failed review"
     )
     p_export.add_argument("--strict", action="store_true", help="fail on the first problem")
+    p_export.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept an empty input file or an export without records (writes an empty file)",
+    )
     p_export.set_defaults(func=run_export)

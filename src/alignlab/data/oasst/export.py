@@ -40,12 +40,18 @@ class ExportFilters:
 
     def keeps_tree(self, tree: Tree) -> bool:
         """True when the tree passes the state, review and language filters."""
+        return self.drops_tree_by(tree) is None
+
+    def drops_tree_by(self, tree: Tree) -> str | None:
+        """The first tree-level filter that drops the tree ('state', 'review', 'lang'), else None."""
         root = tree.prompt
         if self.ready_only and not self._matches(tree.tree_state, READY_FOR_EXPORT):
-            return False
+            return "state"
         if self.reviewed_only and not self._matches(root.review_result, True):
-            return False
-        return self.languages is None or (root.lang or "").lower() in self.languages
+            return "review"
+        if self.languages is not None and (root.lang or "").lower() not in self.languages:
+            return "lang"
+        return None
 
     def _matches(self, value: object, wanted: object) -> bool:
         """A tree field equals what a filter wants, or is unrecorded and that is accepted."""
