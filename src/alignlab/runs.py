@@ -16,7 +16,8 @@ Layout::
 
 **Identity.** `save_config` compares the run's identity (the flattened resolved config plus
 size and sha256 of every existing file a config value names; files over 64 MiB by size and
-mtime) with the one recorded in RUN. Keys that do not change what the run computes are left
+mtime; folders such as a model are identified by their path only) with the one recorded in
+RUN. Keys that do not change what the run computes are left
 out (`VOLATILE_KEYS`, `VOLATILE_LEAVES`: output_dir and the cadence/display/guard keys
 progress, log_every, save_every, keep_checkpoints, divergence_factor, divergence_patience).
 The same identity resumes; a different one is refused with a ConfigError listing each key
@@ -214,6 +215,18 @@ def mismatch_message(path: Path, changes: list[str]) -> str:
 
 
 # --- the one-writer lock -------------------------------------------------------------------
+RANK_VARIABLES = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
+
+
+def launcher_rank() -> int:
+    """This process's global rank as the launcher (torchrun / accelerate launch / MPI) set it; 0 alone."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 _HELD: dict[str, list[Any]] = {}  # resolved run path -> [open lock file, number of RunDirs using it]
 
 
@@ -286,7 +299,7 @@ class RunDir:
         self._log_started = False  # this object has started the log over (or resumed it)
         self._own_from: int | None = None  # byte offset where this object's own log lines begin
         self._is_main = False
-        self.is_main = os.environ.get("RANK", "0") == "0" if is_main is None else is_main
+        self.is_main = launcher_rank() == 0 if is_main is None else is_main
 
     @property
     def is_main(self) -> bool:

@@ -175,6 +175,16 @@ def test_a_second_writer_fails_at_once_naming_the_holder(tmp_path):
     assert try_lock(tmp_path / "run").returncode == 0, "closing every RunDir releases the lock"
 
 
+def test_a_launched_worker_process_neither_locks_nor_writes(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")  # as torchrun / accelerate launch set it on the second process
+    worker = RunDir(tmp_path / "run")
+    worker.save_config(toy_cfg(tmp_path))
+    worker.log({"step": 1})
+    assert not worker.is_main and not (tmp_path / "run").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert RunDir(tmp_path / "run").is_main and (tmp_path / "run" / ".lock").exists()
+
+
 def test_a_collected_run_dir_releases_its_lock(tmp_path):
     RunDir(tmp_path / "run")  # dropped at once
     assert try_lock(tmp_path / "run").returncode == 0
@@ -231,6 +241,7 @@ def test_a_restart_without_a_checkpoint_drops_the_earlier_attempts_lines(tmp_pat
     again = RunDir(tmp_path / "run")
     if via_recipe:  # as prefs does: config, then its own step-0 line, then fit
         again.save_config(cfg)
+        assert again.metrics() == []  # at once, also for recipes that never call fit (steer, embed...)
     again.log({"step": 0, "eval": -2.0})
     trainer(again).fit(DATA, collate, mse)
     recs = read_metrics(tmp_path / "run" / "metrics.jsonl")
