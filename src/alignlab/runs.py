@@ -263,10 +263,14 @@ def _acquire(run_path: Path) -> str:
         f.close()
         raise ConfigError(f"{run_path} is in use by another run ({owner}); wait for it to finish or stop it, "
                           f"or write this run elsewhere (--out NEW_DIR)") from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
-    f.flush()
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        f.flush()
+    except OSError:  # e.g. a full disk: let go of the lock, the caller reports the error
+        f.close()
+        raise
     _HELD[key] = [f, 1]
     return key
 
