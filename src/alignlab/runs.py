@@ -111,7 +111,7 @@ def resume_hint(run_dir: str | Path | None = None) -> str:
     cmd = path / COMMAND
     if cmd.is_file():
         return f"To resume: {cmd.read_text().strip()}"
-    return f"To resume, rerun the same command with --out {shlex.quote(str(path))} (output_dir={path})."
+    return f"To resume, rerun the same command writing to the same folder ({path})."
 
 
 # --- identity ------------------------------------------------------------------------------

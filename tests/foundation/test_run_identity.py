@@ -141,7 +141,7 @@ def test_cli_records_the_resume_command_refuses_a_changed_rerun_and_resume_anywa
 
 
 def test_resume_hint_without_a_recorded_command_names_the_folder(tmp_path):
-    assert "--out " + str(tmp_path) in resume_hint(tmp_path)
+    assert resume_hint(tmp_path) == f"To resume, rerun the same command writing to the same folder ({tmp_path})."
 
 
 # --- one writer ------------------------------------------------------------------------
