@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"alignlab: error: {describe_os_error(e, where)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("alignlab: interrupted; completed checkpoints are intact (rerun to resume)", file=sys.stderr)
+        from alignlab.runs import resume_hint
+
+        print(f"alignlab: interrupted; completed checkpoints are intact. {resume_hint()}", file=sys.stderr)
         return 130
 
 

@@ -139,9 +139,11 @@ class TrainSettings:
     seed: int = 0
     log_every: int = bounded(10, ge=1)
     save_every: int = bounded(100, ge=0)  # 0 = no checkpoints during training
-    keep_checkpoints: int = bounded(2, ge=0)  # 0 = keep all
+    keep_checkpoints: int = bounded(2, ge=0)  # 0 = keep all; the last good one is always kept (may add one)
     mixed_precision: MixedPrecision = "no"  # bf16 / fp16 on a GPU
     progress: bool = True
+    divergence_factor: float = bounded(0.0, gt=1, also=(0.0,))  # stop when the loss stays above k x its median (0 = off)
+    divergence_patience: int = bounded(10, ge=1)  # ... for this many steps in a row
 
 
 def _is_dataclass_type(tp: Any) -> bool:
