@@ -27,10 +27,29 @@ class DemoContext:
 
 @dataclass
 class StageResult:
-    """A stage's rows for the summary table, figures and notes for the report."""
+    """A stage's rows (its own metrics), figures and notes, plus for the report a one-line verdict
+    and headline rows (method → the gold measure that matters, before → after; keys as in
+    `alignlab.report.headline_table`)."""
 
     name: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    verdict: str = ""
+    headline: list[dict[str, Any]] = field(default_factory=list)
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        """The rows as small tables: a row joins the table above when they share a metric,
+        else starts a new one (so a reward model's row does not widen the policies' table).
+        Rows may name their table with a 'table' key; empty cells and 'stage' are dropped."""
+        groups: list[tuple[str, list[dict[str, Any]], set[str]]] = []
+        for row in self.rows:
+            r = {k: v for k, v in row.items() if k not in ("stage", "table") and v is not None and v != ""}
+            name, metrics = str(row.get("table", "")), set(r) - {"method"}
+            if groups and (groups[-1][0] == name if name else not groups[-1][0] and groups[-1][2] & metrics):
+                groups[-1][1].append(r)
+                groups[-1][2].update(metrics)
+            else:
+                groups.append((name, [r], metrics))
+        return {name or " " * i: rows for i, (name, rows, _) in enumerate(groups)}

@@ -58,4 +58,9 @@ def _run(ctx: DemoContext) -> StageResult:
             f"({m['pairs']} teacher≻student pairs, {m['distill']} distillation examples; teacher pass@1 "
             f"{m.get('teacher_pass@1', float('nan')):.2f}). Every attempt ran in the sandbox and is kept in "
             f"{res.run_dir / 'attempts'}.")
-    return StageResult("akd", rows=rows, figures=figs, notes=[note])
+    teacher = m.get("teacher_pass@1", float("nan"))
+    verdict = (f"The tiny student's held-out pass@1 went {before:.2f} → {after:.2f} in {m['rounds']} AKD round(s) "
+               f"(teacher {teacher:.2f}).")
+    headline = [{"method": "AKD", "measure": "student pass@1 (held-out code)", "before": before, "after": after,
+                 "note": f"teacher {teacher:.2f}"}]
+    return StageResult("akd", rows=rows, figures=figs, notes=[note], verdict=verdict, headline=headline)

@@ -79,8 +79,16 @@ def run(ctx: DemoContext) -> StageResult:
         rows.append({"stage": "embedding_rm", "method": name, **m})
     fig = plot_bon(curves, stage_dir / "best_of_n.png",
                    title=f"best-of-N on held-out prompts (annotator quality q={QUALITY:g})")
+    bon, one = f"bon@{k}", curves["gold (oracle)"].mean[0]
+    best = max((r for r in rows if r["method"] in scorers), key=lambda r: r[bon])
+    oracle = next(r for r in rows if r["method"] == "gold (oracle)")
     return StageResult(
         "embedding_rm", rows=rows, figures=[fig],
+        verdict=f"Best-of-{k} picked by the best learned reward model ({best['method']}) lifts the gold reward "
+                f"{one:.2f} → {best[bon]:.2f} (the gold reward itself picks {oracle[bon]:.2f}); it orders "
+                f"{best['pair_acc']:.0%} of held-out pairs as gold does.",
+        headline=[{"method": f"best-of-{k} with {best['method']}", "measure": "gold reward", "before": one,
+                   "after": best[bon], "note": f"best-of-1 → best-of-{k}; oracle {oracle[bon]:.2f}"}],
         notes=[f"Embedding reward models: {len(pool.responses)} student samples ({n_train}+{n_test} prompts × {k}), "
                f"{n_pairs} pairs labelled by a simulated annotator of quality q={QUALITY:g}; heads on mean-pooled "
                f"layer-1 student states. Best-of-N under the gold sentiment reward on held-out prompts; "

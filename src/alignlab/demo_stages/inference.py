@@ -86,12 +86,12 @@ def _sea_rows(ctx: DemoContext, model, tok, n_layers: int) -> list[dict]:
 
     acts = sea.collect(model, tok, fact_demos(world, "train"), all_sites)
     base = mc(test_items)
-    rows.append({"stage": "inference", "method": "base (truthfulness MC)", "mc1": base["mc1"], "mc2": base["mc2"]})
+    rows.append({"stage": "inference", "table": "Truthfulness MC (held-out countries)", "method": "base (truthfulness MC)", "mc1": base["mc1"], "mc2": base["mc2"]})
     for feat in FEATURES:
         ks = (0.9999,) if quick else (0.99, 0.998, 0.9999)
         cfg, m = _select_and_eval(model, acts, n_layers, ks, lambda: (lambda r: r["mc1"] + r["mc2"])(mc(train_items)),
                                   lambda: mc(test_items), feat)
-        rows.append({"stage": "inference", "method": f"{FEATURE_NAMES[feat]} (truthfulness MC, {_cfg(cfg)})",
+        rows.append({"stage": "inference", "table": "Truthfulness MC (held-out countries)", "method": f"{FEATURE_NAMES[feat]} (truthfulness MC, {_cfg(cfg)})",
                      "mc1": m["mc1"], "mc2": m["mc2"]})
     # bias
     n_test = 60 if quick else 200
@@ -105,11 +105,12 @@ def _sea_rows(ctx: DemoContext, model, tok, n_layers: int) -> list[dict]:
 
     acts = sea.collect(model, tok, bias_demos(world, 60 if quick else 200, 1), all_sites)
     base = bias(test_q)
-    rows.append({"stage": "inference", "method": "base (bias)", **_bias_cols(base)})
+    rows.append({"stage": "inference", "table": "Bias questions (held-out)", "method": "base (bias)", **_bias_cols(base)})
     for feat in FEATURES if not quick else ("none", "tanh"):
         ks = (0.9999,) if quick else (0.998, 0.9999)  # SPEC: K = 0.9999 typical for bias
         cfg, m = _select_and_eval(model, acts, n_layers, ks, lambda: objective(bias(train_q)), lambda: bias(test_q), feat)
-        rows.append({"stage": "inference", "method": f"{FEATURE_NAMES[feat]} (bias, {_cfg(cfg)})", **_bias_cols(m)})
+        rows.append({"stage": "inference", "table": "Bias questions (held-out)", "method": f"{FEATURE_NAMES[feat]} (bias, {_cfg(cfg)})",
+                     **_bias_cols(m)})
     return rows
 
 
@@ -138,9 +139,11 @@ def _steering(ctx: DemoContext, model, tok, n_layers: int, out: Path):
     rewards = [r["score"] for r in sweep]
     figs = [line_plot({f"layer {layer}": (coefs, rewards)}, out / "reward_vs_coefficient.png",
                       "steering: gold reward vs coefficient", "coefficient", "mean gold reward", markers=True, hline=rewards[coefs.index(0.0)])]
-    rows = [{"stage": "inference", "method": f"steering c={r['coefficient']:+g} (layer {layer})", "gold_reward": r["score"]}
-            for r in sweep]
-    rows += [{"stage": "inference", "method": f"steering c=+16 (layer {r['layer']})", "gold_reward": r["score"]} for r in by_layer]
+    table = "Steering (CAA): gold reward of sampled reviews"
+    rows = [{"stage": "inference", "table": table, "method": f"steering c={r['coefficient']:+g} (layer {layer})",
+             "gold_reward": r["score"]} for r in sweep]
+    rows += [{"stage": "inference", "table": table, "method": f"steering c=+16 (layer {r['layer']})",
+              "gold_reward": r["score"]} for r in by_layer]
     return rows, figs, vec, layer, steering.is_monotonic(rewards)
 
 
@@ -156,9 +159,11 @@ def _function_vector(ctx: DemoContext, model, tok, n_layers: int, out: Path) -> 
                      "10-shot": (layers, [res["few_shot"]] * len(layers))},
                     out / "fv_accuracy_vs_layer.png", "function vector: antonym accuracy vs layer", "layer",
                     "top-1 accuracy", markers=True)
-    rows = [{"stage": "inference", "method": "antonyms zero-shot", "accuracy": res["zero_shot"]},
-            {"stage": "inference", "method": "antonyms 10-shot", "accuracy": res["few_shot"]}]
-    rows += [{"stage": "inference", "method": f"antonyms zero-shot + FV at layer {ly}", "accuracy": a} for ly, a in zip(layers, accs)]
+    table = "Function vector: antonym top-1 accuracy"
+    rows = [{"stage": "inference", "table": table, "method": "antonyms zero-shot", "accuracy": res["zero_shot"]},
+            {"stage": "inference", "table": table, "method": "antonyms 10-shot", "accuracy": res["few_shot"]}]
+    rows += [{"stage": "inference", "table": table, "method": f"antonyms zero-shot + FV at layer {ly}", "accuracy": a}
+             for ly, a in zip(layers, accs)]
     return rows, [fig]
 
 
@@ -198,7 +203,8 @@ def run(ctx: DemoContext) -> StageResult:
     ev = limits.generation_evaluator(model, tok, lambda: vec.apply(model, 16.0, layer), sentiment_reward,
                                      12 if ctx.quick else 24, seed=ctx.seed)
     lim = limits.limits_study(conds, ev, tok)
-    rows += [{"stage": "inference", "method": f"limits: {r['condition']} (~{r['prompt_tokens']:.0f} tokens, "
+    rows += [{"stage": "inference", "table": "Steering limits (c=+16) by prompt condition",
+              "method": f"limits: {r['condition']} (~{r['prompt_tokens']:.0f} tokens, "
               f"unsteered {r['unsteered']:+.3f})", "gold_reward": r["steered"], "shift": r["shift"]} for r in lim]
     import json
 
@@ -213,4 +219,29 @@ def run(ctx: DemoContext) -> StageResult:
         f"Steering limits: zero-shot shift {zs:+.3f}; weakest under '{worst['condition']}' ({worst['shift']:+.3f}).",
         f"Words scored by the gold reward: {len(lx.SENTIMENT)} lexicon entries.",
     ]
-    return StageResult("inference", rows=rows, figures=figures, notes=notes)
+    headline = _headline(rows)
+    verdict = "; ".join(f"{h['method']}: {h['measure']} {h['before']:.2f} → {h['after']:.2f}" for h in headline) + "."
+    return StageResult("inference", rows=rows, figures=figures, notes=notes, verdict=verdict, headline=headline)
+
+
+def _headline(rows: list[dict]) -> list[dict]:
+    """Base → intervention on each task: SEA linear (truthfulness MC1, bias accuracy), steering
+    (c=0 → c=+16 at the swept layer), function vector (zero-shot → its best layer)."""
+    by = {r["method"]: r for r in rows}
+    sea_mc = next(r for r in rows if r["method"].startswith("SEA linear (truthfulness"))
+    sea_bias = next(r for r in rows if r["method"].startswith("SEA linear (bias"))
+    off = next(r for r in rows if r["method"].startswith("steering c=+0 "))
+    layer = off["method"].split("(")[1].rstrip(")")  # 'layer 2'
+    on = by[f"steering c=+16 ({layer})"]
+    fv = max((r for r in rows if "+ FV at layer" in r["method"]), key=lambda r: r["accuracy"])
+    return [
+        {"method": "SEA linear", "measure": "truthfulness MC1", "before": by["base (truthfulness MC)"]["mc1"],
+         "after": sea_mc["mc1"], "note": "held-out countries"},
+        {"method": "SEA linear", "measure": "bias-question accuracy", "before": by["base (bias)"]["accuracy"],
+         "after": sea_bias["accuracy"], "note": f"bias score {sea_bias['bias_score']:+.2f}"},
+        {"method": "steering vector", "measure": "gold reward", "before": off["gold_reward"],
+         "after": on["gold_reward"], "note": f"c=0 → c=+16 at {layer}"},
+        {"method": "function vector", "measure": "antonym accuracy", "before": by["antonyms zero-shot"]["accuracy"],
+         "after": fv["accuracy"], "note": f"zero-shot → + FV at {fv['method'].split(' at ')[1]} (best); "
+                                         f"10-shot {by['antonyms 10-shot']['accuracy']:.2f}"},
+    ]

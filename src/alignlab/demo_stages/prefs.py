@@ -136,15 +136,17 @@ def run(ctx: DemoContext) -> StageResult:
     def sd(xs: list[float]) -> float:
         return statistics.stdev(xs) if len(xs) > 1 else 0.0
 
-    rows = [{"stage": "prefs", "method": "reward model",
+    rows = [{"stage": "prefs", "table": "Reward model (held-out)", "method": "reward model",
              "pairwise_acc": rm_res.metrics.get("eval_pairwise_accuracy"),
              "kendall_tau": rm_res.metrics.get("eval_kendall_tau"), "rm_gold_spearman": rm_vs_gold,
              "rm_gold_agreement": statistics.fmean(rm_agree) if rm_agree else None},
-            {"stage": "prefs", "method": "SFT (start)", "gold_reward": statistics.fmean(gold["sft"]),
+            {"stage": "prefs", "table": "Policies: sampled answers to held-out questions", "method": "SFT (start)",
+             "gold_reward": statistics.fmean(gold["sft"]),
              "sft_nll_of_samples": statistics.fmean(nll["sft"])}]
     for loss, label in METHODS.items():
         m = results[loss].metrics
-        rows.append({"stage": "prefs", "method": label, "gold_reward": statistics.fmean(gold[loss]),
+        rows.append({"stage": "prefs", "table": "Policies: sampled answers to held-out questions", "method": label,
+                     "gold_reward": statistics.fmean(gold[loss]),
                      "gold_sd_seeds": sd(gold[loss]), "win_rate_vs_sft": statistics.fmean(wins[loss]),
                      "sft_nll_of_samples": statistics.fmean(nll[loss]),
                      "pref_acc_heldout": m.get("eval_accuracy"), "chosen_reward": m.get("eval_chosen_reward"),
@@ -161,4 +163,13 @@ def run(ctx: DemoContext) -> StageResult:
         "sft_nll_of_samples = mean per-token NLL of the sampled answers under the SFT model (drift: a gold-reward "
         "gain with a large NLL rise is reward hacking, e.g. strings of positive adjectives).",
     ]
-    return StageResult("prefs", rows=rows, figures=[fig, rm_res.run_dir / "loss_curve.png"], notes=notes)
+    sft_gold, acc = statistics.fmean(gold["sft"]), rm_res.metrics.get("eval_pairwise_accuracy")
+    headline = [{"method": "reward model", "measure": "held-out pairwise accuracy", "before": 0.5, "after": acc,
+                 "note": "before = chance"}]
+    headline += [{"method": label, "measure": "gold reward of answers", "before": sft_gold,
+                  "after": statistics.fmean(gold[loss]), "note": f"SFT → {label}; win rate vs SFT "
+                  f"{statistics.fmean(wins[loss]):.2f}"} for loss, label in METHODS.items()]
+    verdict = ("; ".join(f"{h['method']} {h['before']:.2f} → {h['after']:.2f}" for h in headline[1:])
+               + f" gold reward from the SFT model; the reward model ranks held-out pairs at {acc:.2f} accuracy.")
+    return StageResult("prefs", rows=rows, figures=[fig, rm_res.run_dir / "loss_curve.png"], notes=notes,
+                       verdict=verdict, headline=headline)

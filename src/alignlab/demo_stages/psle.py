@@ -60,4 +60,8 @@ def _run(ctx: DemoContext) -> StageResult:
             f"queries, all {m['samples_kept']} samples kept; τ 0.2 → {m['final_tau']:.3f}). On the testbed the "
             f"principle barely moves R(y_p) (the base models ignore text before 'review :'), so the gain comes "
             f"from choosing the better of two samples and reward-weighted SFT. No KL term: watch the samples.")
-    return StageResult("psle", rows=rows, figures=[fig], notes=[note])
+    verdict = (f"PSLE moved the held-out gold reward {m['eval_reward_before']:.2f} → {m['eval_reward_after']:.2f} "
+               f"in {m['iterations']} iterations ({m['pairs']} ranking pairs, {m['sft_items']} weighted-SFT queries).")
+    headline = [{"method": "PSLE", "measure": "gold reward", "before": m["eval_reward_before"],
+                 "after": m["eval_reward_after"], "note": "base student → PSLE"}]
+    return StageResult("psle", rows=rows, figures=[fig], notes=[note], verdict=verdict, headline=headline)

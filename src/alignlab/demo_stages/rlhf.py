@@ -67,4 +67,10 @@ def _run(ctx: DemoContext) -> StageResult:
             f"{ppo_row['gold_reward']:.2f} (KL {ppo_row['kl']:.2f}), Elastic Reset {er_row['gold_reward']:.2f} "
             f"(KL {er_row['kl']:.2f}, {er_row['resets']} resets). One seed; see benchmarks/RESULTS_rlhf.md "
             f"for the three-seed comparison.")
-    return StageResult("rlhf", rows=rows, figures=figs, notes=[note])
+    headline = [{"method": r["method"], "measure": "gold reward", "before": rows[0]["gold_reward"],
+                 "after": r["gold_reward"], "note": f"KL(π‖π0) {r['kl']:.2f}, neutral ppl {r['neutral_ppl']:.2f}"}
+                for r in (ppo_row, er_row)]
+    verdict = (f"Gold reward {rows[0]['gold_reward']:.2f} → {ppo_row['gold_reward']:.2f} with PPO + KL "
+               f"(KL {ppo_row['kl']:.2f}) and → {er_row['gold_reward']:.2f} with Elastic Reset "
+               f"(KL {er_row['kl']:.2f}, {er_row['resets']} resets); one seed.")
+    return StageResult("rlhf", rows=rows, figures=figs, notes=[note], verdict=verdict, headline=headline)
