@@ -35,7 +35,7 @@ section{border:1px solid var(--line);border-radius:8px;padding:14px 18px;margin:
 .body{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .tables{flex:1 1 380px;min-width:0;display:flex;flex-wrap:wrap;gap:4px 32px;align-items:flex-start}
 .tbl{max-width:100%}.wide .tables{flex-basis:100%}
-.figs{flex:1.4 1 440px;min-width:0;display:grid;grid-template-columns:repeat(auto-fit,minmax(380px,1fr));gap:10px}
+.figs{flex:1.4 1 440px;min-width:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(min(480px,100%),1fr));gap:10px}
 .scroll{overflow:auto;max-height:460px}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums;margin:0 0 6px}
 td,th{border-bottom:1px solid #eaeef2;padding:3px 10px;text-align:left}
@@ -139,13 +139,16 @@ def _img(path: Path) -> str:
 
 
 def _plots_below(tables: Mapping[str, Rows], n_figs: int) -> bool:
-    """Plots beside the tables, or in a row below them? Below when a table is wide, else whichever
-    layout is shorter (a plot ≈ 430 px tall beside a table, ≈ 330 px in a row of two; a row ≈ 24 px)."""
+    """Plots beside the tables, or in rows of two below them? Below when a table is wide; beside for
+    one plot; else below only when clearly shorter (a plot ≈ 430 px tall beside a table, ≈ 330 px in
+    a row of two; a table row ≈ 24 px)."""
     if any(len(rows) > 1 and len(columns(rows)) > 5 for rows in tables.values()):
         return True
+    if n_figs < 2:
+        return False
     # a one-row table is shown as metric | value: a line per metric
     table_px = 24 * sum((len(r[0]) if len(r) == 1 and len(r[0]) > 3 else len(r)) + 2 for r in tables.values())
-    return table_px + 330 * -(-n_figs // 2) < max(table_px, 430 * n_figs)
+    return table_px + 330 * -(-n_figs // 2) < 0.75 * max(table_px, 430 * n_figs)
 
 
 def render_section(s: Section, anchor: str = "") -> str:

@@ -185,3 +185,20 @@ def write_report_for(run: Path) -> Path:
     from alignlab.report import write_report
 
     return write_report(run, "SFT", notes=["n"], tables={"Summary": [{"loss": 0.3, "acc": 0.5, "a": 1, "b": 2}]})
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install -y chromium)")
+def test_screenshot_script_shoots_a_cropped_png(runs, tmp_path):
+    import importlib.util
+
+    from PIL import Image
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_reports.py"
+    spec = importlib.util.spec_from_file_location("screenshot_reports", script)
+    shots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shots)
+    index, _ = write_index(runs)
+    png = tmp_path / "index.png"
+    assert shots.screenshot(index, png, width=1000, height=6000) == []
+    with Image.open(png) as img:
+        assert img.width == 1000 and 300 < img.height < 6000  # the blank space below the page is cut
