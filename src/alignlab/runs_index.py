@@ -466,16 +466,12 @@ def main(cfg: RunsConfig, out: str | None = None) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """`alignlab runs [DIR] [key=value ...]`: a bare word is the folder (same as dir=DIR)."""
-    from alignlab.recipe import add_recipe_args
-
     p = sub.add_parser("runs", help="Index the runs under a folder as HTML (status, metrics, reports, curves)",
                        description=(RunsConfig.__doc__ or "").strip())
-    add_recipe_args(p)
-    for action in p._actions:
-        if action.dest == "overrides":
-            action.metavar, action.help = "DIR | key=value", "the runs folder (default runs), config overrides"
-        elif action.dest == "out":
-            action.help = "folder to write index.html to (default: DIR)"
+    p.add_argument("--config", "-c", help="YAML config file")
+    p.add_argument("--out", help="folder to write index.html to (default: DIR)")
+    p.add_argument("overrides", nargs="*", metavar="DIR | key=value",
+                   help="the runs folder (default runs), then config overrides, e.g. serve=true port=8001")
 
     def handler(args: argparse.Namespace) -> int:
         from alignlab.config import load_config
