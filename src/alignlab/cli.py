@@ -28,7 +28,9 @@ COMMAND_MODULES = [
     "alignlab.recipes.sea",
     "alignlab.recipes.embed",
     "alignlab.recipes.erm",
+    "alignlab.recipes.sample",
     "alignlab.compare",
+    "alignlab.runs_index",
 ]
 
 
