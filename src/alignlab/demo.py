@@ -122,8 +122,10 @@ def _compact(row: dict) -> dict:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="Run the end-to-end demo on the built-in testbed (offline, CPU)")
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--out", help="output folder (default runs/demo, or runs/demo-quick with --quick: a run folder "
+                                 "never changes what it is)")
     p.add_argument("--quick", action="store_true", help="smallest settings (a smoke test)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stages", nargs="*", choices=STAGES, help="run only these stages")
-    p.set_defaults(func=lambda a: run_demo(a.out, a.quick, a.seed, a.stages) and 0)
+    p.set_defaults(func=lambda a: run_demo(a.out or ("runs/demo-quick" if a.quick else "runs/demo"), a.quick, a.seed,
+                                           a.stages) and 0)
