@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import math
 import re
 import types
@@ -26,6 +27,7 @@ T = TypeVar("T")
 Dtype = Literal["float32", "bfloat16", "float16"]  # the dtypes models.loading loads
 LRSchedule = Literal["constant", "linear", "cosine"]
 MixedPrecision = Literal["no", "bf16", "fp16"]
+AttnImplementation = Literal["sdpa", "eager", "flash_attention_2"]  # transformers' attention kernels
 
 
 class _Loader(yaml.SafeLoader):
@@ -120,7 +122,16 @@ class ModelSettings:
 
     name_or_path: str = ""
     dtype: Dtype = "float32"
+    attn_implementation: AttnImplementation | None = None  # None: transformers' default (sdpa where supported)
+    gradient_checkpointing: bool = False  # trained model: recompute activations in backward (less memory)
+    compile: bool = False  # trained model: torch.compile its decoder stack (pays on a GPU, long steps)
     lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
+
+    def check(self, where: str) -> None:
+        """FlashAttention 2 is only selectable where its package is installed."""
+        if self.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+            raise ConfigError(f"{where}.attn_implementation: 'flash_attention_2' needs the flash-attn package "
+                              "(pip install flash-attn, CUDA only), which is not installed; use sdpa or eager")
 
 
 @dataclasses.dataclass

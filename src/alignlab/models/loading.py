@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -102,22 +103,57 @@ def default_device() -> torch.device:
     return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
 
 
+def pretrained_kwargs(settings: ModelSettings) -> dict[str, Any]:
+    """`from_pretrained` keyword arguments of `settings`: dtype, and the attention kernel when one
+    is chosen (None leaves transformers' default, sdpa where the architecture supports it)."""
+    if settings.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype: '{settings.dtype}' is not one of {list(DTYPES)}")
+    settings.check("model")
+    kwargs: dict[str, Any] = {"dtype": DTYPES[settings.dtype]}
+    if settings.attn_implementation is not None:
+        kwargs["attn_implementation"] = settings.attn_implementation
+    return kwargs
+
+
+def decoder_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder stack (embeddings + layers + final norm) of a causal LM, under a PEFT wrapper too."""
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return core.get_decoder()
+
+
+def prepare_for_training(model: torch.nn.Module, settings: ModelSettings) -> torch.nn.Module:
+    """Switches of a trained model: non-reentrant gradient checkpointing (no KV cache while training;
+    generation passes `use_cache=True` itself) and an in-place `torch.compile` of the decoder stack
+    (the module keeps its type and state-dict names, so checkpoints and `save_pretrained` are unchanged)."""
+    if settings.gradient_checkpointing:
+        non_reentrant = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x (the old name is deprecated)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=non_reentrant)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=non_reentrant)
+        model.config.use_cache = False
+    if settings.compile:
+        decoder_of(model).compile()
+    return model
+
+
 def load_model(settings: ModelSettings | str, trainable: bool = True):
     """(model, tokenizer) for a ModelSettings or a bare name; LoRA applied if enabled. A frozen
     model (`trainable=False`) is moved to `default_device()`; a trainable one stays on CPU for the
-    Trainer to place."""
+    Trainer to place, with `gradient_checkpointing` / `compile` applied."""
     if isinstance(settings, str):
         settings = ModelSettings(name_or_path=settings)
-    if settings.dtype not in DTYPES:
-        raise ConfigError(f"model.dtype: '{settings.dtype}' is not one of {list(DTYPES)}")
+    kwargs = pretrained_kwargs(settings)
     path = model_path(settings.name_or_path)
     with model_files(path, "model"):
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[settings.dtype])
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     tok = load_tokenizer(settings.name_or_path)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     if trainable and settings.lora.enabled:
         model = apply_lora(model, settings.lora)
-    if not trainable:
+    if trainable:
+        prepare_for_training(model, settings)
+    else:
         model.eval().requires_grad_(False).to(default_device())
     return model, tok
