@@ -19,7 +19,8 @@ size and sha256 of every existing file a config value names; files over 64 MiB b
 mtime; folders such as a model are identified by their path only) with the one recorded in
 RUN. Keys that do not change what the run computes are left
 out (`VOLATILE_KEYS`, `VOLATILE_LEAVES`: output_dir and the cadence/display/guard keys
-progress, log_every, save_every, keep_checkpoints, divergence_factor, divergence_patience).
+progress, log_every, save_every, keep_checkpoints, divergence_factor, divergence_patience,
+report_to).
 The same identity resumes; a different one is refused with a ConfigError listing each key
 (old → new) unless the run is allowed to go on with the new config: `--resume-anyway` on the
 command line (the CLI sets `launched(..., resume_anyway=True)`), `RunDir(..., allow_mismatch=True)`
@@ -50,7 +51,7 @@ import shutil
 import socket
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import is_dataclass
 from pathlib import Path
@@ -66,7 +67,7 @@ IDENTITY = "identity.json"
 COMMAND = "command.txt"
 VOLATILE_KEYS = frozenset({"output_dir"})
 VOLATILE_LEAVES = frozenset({"progress", "log_every", "save_every", "keep_checkpoints",
-                             "divergence_factor", "divergence_patience"})
+                             "divergence_factor", "divergence_patience", "report_to"})
 HASH_LIMIT = 64 * 2**20  # files up to this size are identified by content, larger ones by size + mtime
 
 _RESUME_ANYWAY: ContextVar[bool] = ContextVar("alignlab_resume_anyway", default=False)
@@ -302,6 +303,7 @@ class RunDir:
         self._finalizer: weakref.finalize | None = None
         self._log_started = False  # this object has started the log over (or resumed it)
         self._own_from: int | None = None  # byte offset where this object's own log lines begin
+        self.sinks: list[Callable[[dict[str, Any]], None]] = []  # also get each logged record (trackers)
         self._is_main = False
         self.is_main = launcher_rank() == 0 if is_main is None else is_main
 
@@ -406,7 +408,8 @@ class RunDir:
             self._own_from = 0
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one metrics record (floats, ints, strings) to metrics.jsonl."""
+        """Append one metrics record (floats, ints, strings) to metrics.jsonl, then hand it to
+        each of `sinks` (the experiment trackers of `train.report_to`)."""
         if not self.is_main:
             return
         rec = {k: _jsonable(v) for k, v in record.items()}
@@ -419,6 +422,8 @@ class RunDir:
                     self._own_from += 1
             f.write(json.dumps(rec) + "\n")
             f.flush()
+        for sink in self.sinks:
+            sink(rec)
 
     def metrics(self) -> list[dict[str, Any]]:
         """All metrics records logged so far."""

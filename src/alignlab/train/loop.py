@@ -7,9 +7,11 @@ collect → epochs of shuffled minibatches → `step`, and calls `Callback`s (`o
 `on_epoch`, `on_iteration`; Elastic Reset is one). Both share: data order (seeded, sharded
 over processes, one checkpointed `OnlineRNG`), gradient accumulation, clipping, the LR
 schedule, every micro-batch moved to the accelerator's device (`to_device`), logging to
-metrics.jsonl and a progress bar, NaN checks and divergence stops naming the last good
-checkpoint (`DivergenceWatch`), atomic checkpoints of finite weights only, and exact resume. Accelerate sits underneath, so `accelerate launch` gives DDP
-and `mixed_precision: bf16` applies to every recipe.
+metrics.jsonl (and to the experiment trackers of `train.report_to`, `alignlab.train.trackers`)
+and a progress bar, NaN checks and divergence stops naming the last good checkpoint
+(`DivergenceWatch`), atomic checkpoints of finite weights only, exact resume, and
+the final model with its model card (`save_final`, `alignlab.model_card`). Accelerate sits
+underneath, so `accelerate launch` gives DDP and `mixed_precision: bf16` applies to every recipe.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +27,14 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import yaml
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
-from alignlab.config import TrainSettings
+from alignlab.config import TrainSettings, to_dict
 from alignlab.errors import TrainingError
 from alignlab.runs import UNCONFIRMED, RunDir
+from alignlab.train import trackers
 from alignlab.train.guards import DivergenceWatch, non_finite
 from alignlab.train.online import (  # noqa: F401  (re-exported: the engine's public names)
     Buffer,
@@ -88,7 +93,9 @@ def _to_float(v: Any) -> float:
 
 
 class Trainer:
-    """Optimiser, schedule, logging and checkpoints around one model."""
+    """Optimiser, schedule, logging and checkpoints around one model.
+
+    `recipe` names the method in the final model's card (default: read from the run folder)."""
 
     def __init__(
         self,
@@ -99,8 +106,11 @@ class Trainer:
         extra_state: dict[str, Stateful] | None = None,
         accelerator: Accelerator | None = None,
         save_fn: Callable[[torch.nn.Module, Path], None] | None = None,
+        recipe: str = "",
     ):
         self.cfg = cfg
+        report_to = trackers.wanted(getattr(cfg, "report_to", []))
+        trackers.check_installed(report_to)  # before any work, naming the extra to install
         self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, cpu=no_accelerator())
         self.run = run or RunDir(Path("runs") / "scratch", is_main=self.is_main, lock=False)
         self.run.is_main = self.is_main
@@ -108,6 +118,12 @@ class Trainer:
         self.rng = OnlineRNG(cfg.seed)
         self.extra_state = {"rollout_rng": self.rng, **(extra_state or {})}
         self.save_fn = save_fn
+        self.recipe = recipe
+        self.resumed_at = 0  # the checkpoint step this trainer went on from (0: a fresh start)
+        self.tracking = (trackers.Tracking(self.accelerator, report_to, self.run.path, self.tracked_config,
+                                           lambda: self.step_count, lambda: self.resumed_at) if report_to else None)
+        if self.tracking is not None:
+            self.run.sinks.append(self.tracking)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise TrainingError("the model has no trainable parameters")
@@ -282,7 +298,7 @@ class Trainer:
                 v.load_state_dict(state["extra"][k])
         if "divergence" in state:
             self.divergence.load_state_dict(state["divergence"])
-        self.step_count = int(state["step"])
+        self.step_count = self.resumed_at = int(state["step"])
         self.iteration = int(state.get("iteration", 0))
         self.last_checkpoint = ckpt
         self.last_good_checkpoint = self.run.last_good_checkpoint()
@@ -290,9 +306,10 @@ class Trainer:
         self.run.truncate_metrics(self.step_count)
         return True
 
-    def save_final(self, tokenizer=None, out: Path | None = None) -> Path:
+    def save_final(self, tokenizer=None, out: Path | None = None, card: bool = True) -> Path:
         """Save the trained model in transformers/PEFT format under RUN/final, with its tokenizer
-        when given (so the folder loads back with `from_pretrained` alone)."""
+        when given (so the folder loads back with `from_pretrained` alone) and, when `card`, a
+        model card README.md (`alignlab.model_card`); then finish the experiment trackers."""
         out = out or (self.run.path / "final")
         self.accelerator.wait_for_everyone()
         if self.is_main:
@@ -302,7 +319,34 @@ class Trainer:
                 self.unwrapped.save_pretrained(out, safe_serialization=True)
             if tokenizer is not None:
                 tokenizer.save_pretrained(out)
+            if card:
+                self.write_card(out)
+        self.end_tracking()
         return out
+
+    def write_card(self, out: Path) -> None:
+        """out/README.md, the model card; a card that cannot be written is a warning, not a lost run."""
+        from alignlab.model_card import write_model_card
+
+        try:
+            write_model_card(out, self.run.path, recipe=self.recipe)
+        except (OSError, ValueError) as e:
+            warnings.warn(f"{out}: model card not written ({type(e).__name__}: {e})", stacklevel=2)
+
+    # --- experiment trackers ------------------------------------------------------------
+    def tracked_config(self) -> dict[str, Any]:
+        """What the trackers store as hyperparameters: RUN/config.yaml, else the train settings."""
+        path = self.run.path / "config.yaml"
+        data = yaml.safe_load(path.read_text()) if path.is_file() else None
+        return data if isinstance(data, dict) else {"train": to_dict(self.cfg)}
+
+    def end_tracking(self) -> None:
+        """Finish the `train.report_to` trackers (`save_final` does; records logged later reach
+        metrics.jsonl only)."""
+        if self.tracking is not None:
+            self.tracking.close()
+            if self.tracking in self.run.sinks:
+                self.run.sinks.remove(self.tracking)
 
     # --- dataset-driven training -------------------------------------------------------
     def micro_batch_indices(self, n_examples: int, epoch: int) -> list[list[int]]:
