@@ -155,6 +155,8 @@ class TrainSettings:
     progress: bool = True
     divergence_factor: float = bounded(0.0, gt=1, also=(0.0,))  # stop when the loss stays above k x its median (0 = off)
     divergence_patience: int = bounded(10, ge=1)  # ... for this many steps in a row
+    # experiment trackers (alignlab.train.trackers), offline by default; a bare name is a one-item list
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "none"]] = dataclasses.field(default_factory=list)
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -190,6 +192,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
         return from_dict(tp, value, where)
     if origin in (list, tuple):
+        if isinstance(value, str) and args and typing.get_origin(args[0]) is typing.Literal:
+            value = [value]  # `train.report_to=tensorboard`: one choice of a list of choices
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         inner = args[0] if args else Any
