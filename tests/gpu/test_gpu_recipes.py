@@ -5,9 +5,11 @@ fp32 tolerance in fp32 and to bf16 tolerance under bf16 autocast. Skipped withou
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,10 +105,19 @@ def assert_finite_losses(run_dir: Path) -> None:
     assert not bad, f"non-finite losses: {bad[:5]}"
 
 
-def _on_device(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        assert torch.cuda.max_memory_allocated() > 0, "nothing ran on the GPU"
+@contextmanager
+def runs_on(device: torch.device):
+    """Asserts that the block allocated GPU memory (its peak rose above what was held before it)."""
+    if device.type != "cuda":
+        yield
+        return
+    gc.collect()
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    yield
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() > before, "nothing was allocated on the GPU: it ran on the CPU"
 
 
 @pytest.fixture
@@ -131,11 +142,9 @@ def test_trained_recipe_runs_in_bf16_with_finite_losses(recipe, arch, tiny_model
                                                         tmp_path, request):
     if recipe == "akd":
         request.getfixturevalue("scripted_teacher")
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     module, cls, overrides = RECIPES[recipe]
-    res = _run(module, cls, overrides(_inputs(tiny_models, dialogue_files, arch, tmp_path)), tmp_path / recipe)
-    _on_device(device)
+    with runs_on(device):
+        res = _run(module, cls, overrides(_inputs(tiny_models, dialogue_files, arch, tmp_path)), tmp_path / recipe)
     assert_finite_losses(res.run_dir)
     assert res.model_dir is not None and Path(res.model_dir).is_dir()
     saved = load_config_yaml(res.run_dir)
@@ -152,11 +161,9 @@ def load_config_yaml(run_dir: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("recipe", list(INFERENCE))
 def test_inference_recipe_runs_in_bf16_with_finite_results(recipe, arch, tiny_models, dialogue_files, device,
                                                            tmp_path):
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     module, cls, overrides = INFERENCE[recipe]
-    res = _run(module, cls, overrides(_inputs(tiny_models, dialogue_files, arch, tmp_path)), tmp_path / recipe)
-    _on_device(device)
+    with runs_on(device):
+        res = _run(module, cls, overrides(_inputs(tiny_models, dialogue_files, arch, tmp_path)), tmp_path / recipe)
     numbers = _numbers(res.metrics)
     assert numbers, res.metrics
     assert all(math.isfinite(v) for v in numbers.values()), numbers
@@ -164,11 +171,9 @@ def test_inference_recipe_runs_in_bf16_with_finite_results(recipe, arch, tiny_mo
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_embed_then_erm_on_the_device(arch, tiny_models, pool_file, device, tmp_path):
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    emb = _run("embed", "EmbedConfig", [f"model={tiny_models[arch]}", f"data={pool_file}",
-                                        f"cache_dir={tmp_path / 'cache'}", "progress=false"], tmp_path / "emb")
-    _on_device(device)
+    with runs_on(device):
+        emb = _run("embed", "EmbedConfig", [f"model={tiny_models[arch]}", f"data={pool_file}",
+                                            f"cache_dir={tmp_path / 'cache'}", "progress=false"], tmp_path / "emb")
     assert emb.metrics["rows"] == 60 and emb.metrics["dim"] == 64
     res = _run("erm", "ERMConfig", ["mode=train", f"embeddings={emb.run_dir}", "quality=10", "n_pairs=300",
                                     "members=2", "test_frac=0.25", "mlp.hidden=[32,16]", "progress=false"],
