@@ -158,6 +158,9 @@ def load_encoder(name: str, pooling: str = "auto") -> Encoder:
     if pooling == "auto":
         archs = getattr(model.config, "architectures", None) or []
         pooling = "last" if any(a.endswith("ForCausalLM") for a in archs) else "mean"
+    from alignlab.models.loading import default_device
+
+    model.eval().requires_grad_(False).to(default_device())  # the frozen encoder runs on the accelerator
     return Encoder(model, tok, pooling=pooling, name=name, path=path_s)
 
 

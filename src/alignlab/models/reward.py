@@ -17,8 +17,14 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from alignlab.config import ModelSettings
-from alignlab.errors import ConfigError
-from alignlab.models.loading import DTYPES, apply_lora, load_tokenizer, model_files
+from alignlab.models.loading import (
+    apply_lora,
+    default_device,
+    load_tokenizer,
+    model_files,
+    prepare_for_training,
+    pretrained_kwargs,
+)
 from alignlab.resolve.models import model_path
 
 
@@ -31,8 +37,6 @@ def load_reward_model(settings: ModelSettings | str, trainable: bool = False):
     """(reward model, tokenizer) from a causal LM, a saved reward model, or a saved RM adapter."""
     if isinstance(settings, str):
         settings = ModelSettings(name_or_path=settings)
-    if settings.dtype not in DTYPES:
-        raise ConfigError(f"model.dtype: '{settings.dtype}' is not one of {list(DTYPES)}")
     name = settings.name_or_path
     path = model_path(name)
     if _is_adapter(path):
@@ -41,21 +45,23 @@ def load_reward_model(settings: ModelSettings | str, trainable: bool = False):
         with model_files(path, "reward model adapter"):
             base = PeftConfig.from_pretrained(path).base_model_name_or_path
         with model_files(base, f"adapter's base model (of {path})"):
-            model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=DTYPES[settings.dtype])
+            model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, **pretrained_kwargs(settings))
         with model_files(path, "reward model adapter"):
             model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
         tok_source = path if (Path(path) / "tokenizer_config.json").exists() else base
     else:
         with model_files(path, "reward model"):
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=DTYPES[settings.dtype])
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **pretrained_kwargs(settings))
         tok_source = name
     tok = load_tokenizer(tok_source)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
-    if trainable and settings.lora.enabled and not _is_adapter(path):
-        model = apply_lora(model, settings.lora, task_type="SEQ_CLS")
-    if not trainable:
-        model.eval().requires_grad_(False)
+    if trainable:
+        model = prepare_for_training(model, settings)
+        if settings.lora.enabled and not _is_adapter(path):
+            model = apply_lora(model, settings.lora, task_type="SEQ_CLS")
+    else:
+        model.eval().requires_grad_(False).to(default_device())
     return model, tok
 
 
