@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from alignlab.config import bounded
 from alignlab.scoring import pad_batch
 
 
@@ -21,10 +22,10 @@ from alignlab.scoring import pad_batch
 class SamplingSettings:
     """How responses are sampled (rollouts, self-labelling, code attempts): one settings block."""
 
-    max_new_tokens: int = 24
-    temperature: float = 1.0  # 0 = greedy
-    top_p: float = 1.0
-    batch_size: int = 64  # sequences per generation / scoring forward
+    max_new_tokens: int = bounded(24, ge=1)
+    temperature: float = bounded(1.0, ge=0)  # 0 = greedy
+    top_p: float = bounded(1.0, gt=0, le=1)
+    batch_size: int = bounded(64, ge=1)  # sequences per generation / scoring forward
 
 
 @dataclass

@@ -130,3 +130,18 @@ def test_demo_stage_quick(tiny_dir, tmp_path, world):
     assert methods[0] == "base (truthfulness MC)" and any(m.startswith("SEA linear (bias") for m in methods)
     assert sum(m.startswith("limits:") for m in methods) == 5
     assert all(p.exists() for p in res.figures) and len(res.figures) == 3
+
+
+def test_steer_chat_prompts_with_a_model_without_chat_template_name_the_prompts_file(tiny_dir, tmp_path, capsys):
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dir, model, ignore=shutil.ignore_patterns("pretrain", "chat_template.jinja"))
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"prompt": "review : the food"}, {"prompt": [{"role": "user", "content": "review :"}]}]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc = main(["steer", f"model.name_or_path={model}", "data=testbed:sentiment", f"eval_prompts={prompts}",
+               "score=gold:sentiment", "layers=[1]", "--out", str(tmp_path / "st")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{prompts}: prompt 2: chat messages need a chat template" in err and "Traceback" not in err

@@ -203,3 +203,17 @@ def test_psle_raises_gold_reward_over_the_starting_model(tmp_path):
     before, after = res.metrics["eval_reward_before"], res.metrics["eval_reward_after"]
     assert after > before + 0.3, (before, after)
     assert torch.isfinite(torch.tensor(after))
+
+
+def test_chat_queries_with_a_model_without_chat_template_name_the_queries_file(tiny_dir, tmp_path, capsys):
+    from alignlab.cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dir, model, ignore=shutil.ignore_patterns("pretrain", "chat_template.jinja"))
+    queries = tmp_path / "queries.jsonl"
+    rows = [{"prompt": "review : the food"}, {"prompt": "x"}, {"prompt": [{"role": "user", "content": "review :"}]}]
+    queries.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc = main(["psle", "-c", str(EXAMPLES / "psle.yaml"), f"model.name_or_path={model}", f"queries={queries}",
+               "eval_queries=1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{queries}: prompt 3: chat messages need a chat template" in err and "Traceback" not in err

@@ -224,3 +224,17 @@ def test_fused_scoring_matches_a_separate_scoring_pass(tiny_dir, tmp_path):
         wa, wb = load_file(str(a.model_dir / name)), load_file(str(b.model_dir / name))
         for k in wa:
             torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=atol)
+
+
+def test_chat_prompts_with_a_model_without_chat_template_name_the_prompts_file(tiny_dir, tmp_path, capsys):
+    from alignlab.cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dir, model, ignore=shutil.ignore_patterns("pretrain", "chat_template.jinja"))
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"prompt": "review : the food"}, {"prompt": [{"role": "user", "content": "review :"}]}, {"prompt": "x"}]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc = main(["ppo", f"model.name_or_path={model}", f"prompts={prompts}", "reward=gold:sentiment",
+               "eval.n_prompts=1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{prompts}: prompt 2: chat messages need a chat template" in err and "Traceback" not in err

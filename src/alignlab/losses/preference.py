@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from alignlab.config import bounded
+
 LOSSES = ("dpo", "ipo", "cal_dpo")
 CALIBRATION_REDUCTIONS = ("example", "batch_mean")
 
@@ -93,8 +95,8 @@ class PreferenceLossSettings:
     """The DPO-family objective shared by `prefs` and `akd`: which loss, β, Cal-DPO's calibration."""
 
     loss: Literal["dpo", "ipo", "cal_dpo"] = "dpo"
-    beta: float = 0.1
-    calibration_weight: float = 1.0  # Cal-DPO: weight of the squared calibration terms
+    beta: float = bounded(0.1, gt=0)
+    calibration_weight: float = bounded(1.0, ge=0)  # Cal-DPO: weight of the squared calibration terms
     calibration_reduction: Literal["example", "batch_mean"] = "example"  # Cal-DPO (official script: batch_mean)
 
     def __call__(self, policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,

@@ -46,7 +46,7 @@ from alignlab.akd.data import (
 from alignlab.akd.loss import akd_loss_fn, round_means, step_sizes
 from alignlab.akd.proposer import FixedProposer, FreshTestsProposer, Proposer
 from alignlab.akd.report import round_rows, summarize, write_akd_report
-from alignlab.config import ModelSettings, TrainSettings
+from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
 from alignlab.errors import ConfigError
 from alignlab.eval import pass_at_k as pak
 from alignlab.eval.pass_at_k import Problem
@@ -66,33 +66,45 @@ from alignlab.train.online import device_generator
 class CurriculumSettings:
     """How exercises are drawn from the student's measured pass rates."""
 
-    buckets: int = 4
-    temperature: float = 0.25  # P(bucket) ∝ weight · exp(difficulty / T); smaller = harder-first
-    weights: list[float] = field(default_factory=list)  # optional per-bucket multipliers (> 0)
-    memory: float = 0.5  # weight of older attempts in a skill's pass rate (0 = latest round only)
-    prior: float = 0.5  # Beta(prior, prior) pseudo-counts of the pass rate (0.5: Jeffreys; unseen = 0.5)
+    buckets: int = bounded(4, ge=1)
+    temperature: float = bounded(0.25, gt=0)  # P(bucket) ∝ weight · exp(difficulty / T); smaller = harder-first
+    weights: list[float] = bounded([], gt=0)  # optional per-bucket multipliers, one per bucket
+    memory: float = bounded(0.5, ge=0, le=1)  # weight of older attempts in a skill's pass rate (0 = latest round only)
+    prior: float = bounded(0.5, gt=0)  # Beta(prior, prior) pseudo-counts of the pass rate (0.5: Jeffreys; unseen = 0.5)
     probe: bool = True  # before round 1 the student attempts every skill once
+
+    def check(self, where: str) -> None:
+        """Weights, when given, are one per bucket."""
+        if self.weights and len(self.weights) != self.buckets:
+            raise ConfigError(f"{where}.weights: need one per bucket ({self.buckets}), got {len(self.weights)}")
 
 
 @dataclass
 class SandboxSettings:
     """Limits of each sandboxed run and how many run at once."""
 
-    timeout_s: float = 5.0
-    memory_mb: int = 1024
-    workers: int = 2
+    timeout_s: float = bounded(5.0, gt=0)
+    memory_mb: int = bounded(1024, ge=64)  # the sandbox needs 64 MB to start Python
+    workers: int = bounded(2, ge=1)
 
 
 @dataclass
 class PassAtKSettings:
     """Held-out pass@k: n samples per problem, the ks, and when."""
 
-    n: int = 10
-    ks: list[int] = field(default_factory=lambda: [1, 5])
-    temperature: float = 0.8
-    every: int = 1  # also after every n rounds (0: before and after only)
-    limit: int = 0  # first n held-out problems (0: all)
+    n: int = bounded(10, ge=1)
+    ks: list[int] = bounded([1, 5], ge=1)  # each <= n
+    temperature: float = bounded(0.8, ge=0)
+    every: int = bounded(1, ge=0)  # also after every n rounds (0: before and after only)
+    limit: int = bounded(0, ge=0)  # first n held-out problems (0: all)
     teacher: bool = True  # measure the teacher once, for reference
+
+    def check(self, where: str) -> None:
+        """pass@k needs at least one k, and n samples per problem for each k."""
+        if not self.ks:
+            raise ConfigError(f"{where}.ks: give at least one k (e.g. [1, 5])")
+        if max(self.ks) > self.n:
+            raise ConfigError(f"{where}.ks: each k must be <= n ({self.n}), got {self.ks}")
 
 
 @dataclass
@@ -105,17 +117,17 @@ class AKDConfig:
         lr=1e-4, batch_size=8, grad_accum=1, save_every=1, max_grad_norm=1.0))
     problems: str = ""  # built-in exercises or a HumanEval-format .jsonl / .jsonl.gz (alignlab.resolve)
     eval_problems: str = ""  # held-out file; empty: the built-in held-out split / every heldout_every-th row
-    heldout_every: int = 5
-    n_tests: int = 3  # fresh asserts per built-in exercise draw
-    rounds: int = 4
-    exercises_per_round: int = 16
-    student_samples: int = 4
-    teacher_samples: int = 4
-    epochs: int = 2  # passes over a round's pairs + distillation examples
+    heldout_every: int = bounded(5, ge=2)  # every n-th problem of a file is held out
+    n_tests: int = bounded(3, ge=1)  # fresh asserts per built-in exercise draw
+    rounds: int = bounded(4, ge=1)
+    exercises_per_round: int = bounded(16, ge=1)
+    student_samples: int = bounded(4, ge=1)
+    teacher_samples: int = bounded(4, ge=1)
+    epochs: int = bounded(2, ge=1)  # passes over a round's pairs + distillation examples
     preference: PreferenceLossSettings = field(default_factory=PreferenceLossSettings)
-    distill_weight: float = 1.0  # λ
-    max_pairs_per_exercise: int = 4
-    max_distill_per_exercise: int = 2
+    distill_weight: float = bounded(1.0, ge=0)  # λ
+    max_pairs_per_exercise: int = bounded(4, ge=0)
+    max_distill_per_exercise: int = bounded(2, ge=0)
     curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
     generation: SamplingSettings = field(default_factory=lambda: SamplingSettings(
         max_new_tokens=48, temperature=0.8, top_p=0.95, batch_size=64))
@@ -123,33 +135,23 @@ class AKDConfig:
     eval: PassAtKSettings = field(default_factory=PassAtKSettings)
     output_dir: str = ""
 
+    def check(self, where: str) -> None:
+        """Rules across fields: a constant LR (the steps per round vary), some training data per exercise."""
+        if self.train.lr_schedule != "constant":
+            raise ConfigError(f"{where}.train.lr_schedule: must be 'constant' for akd (steps per round depend on "
+                              f"the pairs found), got {self.train.lr_schedule!r}")
+        if max(self.max_pairs_per_exercise, self.max_distill_per_exercise) < 1:
+            raise ConfigError(f"{where}.max_pairs_per_exercise: it or max_distill_per_exercise must be >= 1 "
+                              "(else a round has nothing to train on)")
+
 
 def validate(cfg: AKDConfig) -> None:
-    """Check the config; errors name the key."""
+    """The checks loading cannot make (student, teacher and problems are required; ranges again
+    for a config built in code); errors name the key."""
+    from_dict(type(cfg), to_dict(cfg))  # every load-time check, also for a config built in code
     require(cfg.student.name_or_path, "student.name_or_path", "the student model")
     require(cfg.teacher.name_or_path, "teacher.name_or_path", "the teacher model")
     require(cfg.problems, "problems", "code problems (the built-in exercises or a HumanEval-format .jsonl file)")
-    ints = {"rounds": cfg.rounds, "exercises_per_round": cfg.exercises_per_round, "epochs": cfg.epochs,
-            "student_samples": cfg.student_samples, "teacher_samples": cfg.teacher_samples, "n_tests": cfg.n_tests,
-            "curriculum.buckets": cfg.curriculum.buckets, "eval.n": cfg.eval.n, "heldout_every": cfg.heldout_every,
-            "sandbox.workers": cfg.sandbox.workers, "generation.max_new_tokens": cfg.generation.max_new_tokens}
-    for key, v in ints.items():
-        if v < 1:
-            raise ConfigError(f"{key} must be >= 1, got {v}")
-    if cfg.preference.beta <= 0 or cfg.distill_weight < 0 or cfg.curriculum.temperature <= 0 or cfg.curriculum.prior <= 0:
-        raise ConfigError("preference.beta, curriculum.temperature and curriculum.prior must be > 0, "
-                          "distill_weight >= 0")
-    if not 0 <= cfg.curriculum.memory <= 1:
-        raise ConfigError(f"curriculum.memory must be in [0, 1], got {cfg.curriculum.memory}")
-    w = cfg.curriculum.weights
-    if w and (len(w) != cfg.curriculum.buckets or min(w) <= 0):
-        raise ConfigError(f"curriculum.weights: need {cfg.curriculum.buckets} positive numbers, got {w}")
-    if not cfg.eval.ks or min(cfg.eval.ks) < 1 or max(cfg.eval.ks) > cfg.eval.n:
-        raise ConfigError(f"eval.ks must be in 1..eval.n={cfg.eval.n}, got {cfg.eval.ks}")
-    if cfg.train.lr_schedule != "constant":
-        raise ConfigError("train.lr_schedule must be 'constant' for akd (steps per round depend on the pairs found)")
-    if max(cfg.max_pairs_per_exercise, cfg.max_distill_per_exercise) < 1:
-        raise ConfigError("max_pairs_per_exercise or max_distill_per_exercise must be >= 1")
     try:
         limits(cfg)
     except ValueError as e:

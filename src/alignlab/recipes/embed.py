@@ -17,12 +17,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from alignlab.config import Range, bounded
 from alignlab.data.jsonl import read_jsonl
 from alignlab.embedding_rm.embed import EmbedSettings, cached_rows, embed_pairs, load_encoder
 from alignlab.embedding_rm.store import rows_from_records, write_store
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.resolve import require
 from alignlab.runs import RunDir
+
+# Ranges of the encoder settings, checked where this recipe loads them (EmbedSettings lives beside the encoder).
+ENCODER_RANGES = {"max_length": Range(ge=1), "batch_size": Range(ge=1), "chunk_size": Range(ge=1)}
 
 
 @dataclass
@@ -32,10 +36,15 @@ class EmbedConfig:
     model: str = ""  # `minilm` (packaged sentence encoder), a model folder, a hub id, or a name alignlab resolves
     data: str = ""  # JSONL: {prompt, response[, gold, group]}, {[prompt,] chosen, rejected} or HH-RLHF pairs
     encoder: EmbedSettings = field(default_factory=EmbedSettings)  # pooling, layer, template, max_length, ...
-    limit: int = 0  # embed only the first N records (0 = all)
+    limit: int = bounded(0, ge=0)  # embed only the first N records (0 = all)
     cache_dir: str = ""  # embedding cache (default <alignlab cache>/embeddings)
     progress: bool = True
     output_dir: str = ""
+
+    def check(self, where: str) -> None:
+        """The encoder's numeric settings are in range."""
+        for name, rng in ENCODER_RANGES.items():
+            rng.check(getattr(self.encoder, name), f"{where}.encoder.{name}")
 
 
 def default_cache_dir() -> Path:

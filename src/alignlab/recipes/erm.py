@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from alignlab.config import Range, bounded
 from alignlab.embedding_rm.annotate import simulate_preferences
 from alignlab.embedding_rm.data import PairData
 from alignlab.embedding_rm.ensemble import AGGREGATIONS, RewardEnsemble, train_ensemble
@@ -33,6 +34,15 @@ from alignlab.runs import RunDir
 
 Aggregation = Literal["mean", "min", "mean_minus_std"]
 
+# Ranges of the head settings, checked where this recipe loads them (the settings live beside their trainers).
+HEAD_RANGES = {
+    "mlp": {"hidden": Range(ge=1), "lr": Range(gt=0), "epochs": Range(ge=1), "batch_size": Range(ge=1),
+            "patience": Range(ge=1), "evals_per_epoch": Range(ge=1), "val_frac": Range(ge=0, lt=1),
+            "weight_decay": Range(ge=0), "threads": Range(ge=0)},
+    "gbdt": {"max_iter": Range(ge=1), "learning_rate": Range(gt=0), "max_leaf_nodes": Range(ge=2),
+             "l2_regularization": Range(ge=0), "threads": Range(ge=0)},
+}
+
 
 @dataclass
 class ERMConfig:
@@ -44,19 +54,25 @@ class ERMConfig:
     aggregations: list[Aggregation] = field(default_factory=lambda: list(AGGREGATIONS))  # scorers evaluated
     head: Literal["mlp", "gbdt"] = "mlp"
     objective: Literal["bt", "cls"] = "bt"  # Bradley–Terry | classification (chosen = 1)
-    members: int = 1  # ensemble size M (1 = a single model)
+    members: int = bounded(1, ge=1)  # ensemble size M (1 = a single model)
     split: Literal["seed", "bootstrap", "disjoint"] = "seed"  # what differs between members
     aggregation: Aggregation = "mean"  # the saved ensemble's own score
-    k: float = 1.0  # for mean_minus_std
-    test_frac: float = 0.1  # held-out share (of pairs, or of prompts when labels are simulated)
-    quality: float = -1.0  # ≥ 0: simulate annotator labels from gold.npy with this quality q
-    n_pairs: int = 10000  # simulated pairs
+    k: float = bounded(1.0, ge=0)  # for mean_minus_std
+    test_frac: float = bounded(0.1, gt=0, lt=1)  # held-out share (of pairs, or of prompts when labels are simulated)
+    quality: float = bounded(-1.0, ge=0, also=(-1,))  # ≥ 0: simulate annotator labels from gold.npy with quality q; -1: off
+    n_pairs: int = bounded(10000, ge=1)  # simulated pairs
     strategy: Literal["random", "high_diversity", "low_diversity", "cross_prompt"] = "random"  # simulated pairing
     mlp: MLPSettings = field(default_factory=MLPSettings)
     gbdt: GBDTSettings = field(default_factory=GBDTSettings)
     seed: int = 0
     progress: bool = True
     output_dir: str = ""
+
+    def check(self, where: str) -> None:
+        """The heads' numeric settings are in range."""
+        for section, ranges in HEAD_RANGES.items():
+            for name, rng in ranges.items():
+                rng.check(getattr(getattr(self, section), name), f"{where}.{section}.{name}")
 
 
 def split_store(store: Store, cfg: ERMConfig) -> tuple[PairData, PairData | None, np.ndarray | None]:

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from alignlab.config import ModelSettings
+from alignlab.config import ModelSettings, bounded
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
 
@@ -27,10 +27,10 @@ class FVConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     data: str = ""  # JSON list of {input, output}, or a built-in task name (required)
     template: Literal["arrow", "qa"] = "arrow"  # arrow: 'x -> y ; '  |  qa: 'Q: x\nA: y\n\n'
-    n_prompts: int = 32
-    n_shots: int = 10
-    top_k: int = 10
-    n_eval: int = 100
+    n_prompts: int = bounded(32, ge=1)  # ICL prompts averaged into the vector
+    n_shots: int = bounded(10, ge=1)  # demonstrations per ICL prompt
+    top_k: int = bounded(10, ge=1)  # attention heads summed into the vector
+    n_eval: int = bounded(100, ge=1)  # held-out zero-shot queries (at most half the pairs)
     seed: int = 0
     output_dir: str = ""
 

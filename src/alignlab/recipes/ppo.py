@@ -21,7 +21,8 @@ from typing import Any, Literal
 import torch
 
 from alignlab import resolve
-from alignlab.config import ModelSettings, TrainSettings
+from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
+from alignlab.data.chat import check_chat_template, format_query
 from alignlab.errors import ConfigError
 from alignlab.eval.drift import perplexity, sampled_kl
 from alignlab.generation import SamplingSettings
@@ -46,21 +47,21 @@ from alignlab.train.loop import Trainer, device_generator, mean_metrics, seed_ev
 class PPOSettings:
     """PPO proper: rollout size, epochs, GAE, clipping, KL penalty, reward processing."""
 
-    iterations: int = 100  # rollout batches
-    rollout_batch: int = 64  # prompts (= responses) per rollout batch, per process
-    epochs: int = 4  # passes over each rollout batch
-    gamma: float = 1.0
-    lam: float = 0.95
-    clip: float = 0.2  # ε of the clipped policy loss
-    value_clip: float = 0.2  # ε of the clipped value loss
-    vf_coef: float = 0.1
-    entropy_coef: float = 0.0
-    kl_coef: float = 0.05  # β_KL (the initial value when adaptive)
-    kl_target: float = 0.0  # > 0: adaptive controller aiming at this per-sequence KL
-    kl_horizon: float = 10000.0  # adaptive controller horizon (in responses)
+    iterations: int = bounded(100, ge=1)  # rollout batches
+    rollout_batch: int = bounded(64, ge=1)  # prompts (= responses) per rollout batch, per process
+    epochs: int = bounded(4, ge=1)  # passes over each rollout batch
+    gamma: float = bounded(1.0, ge=0, le=1)
+    lam: float = bounded(0.95, ge=0, le=1)
+    clip: float = bounded(0.2, gt=0)  # ε of the clipped policy loss
+    value_clip: float = bounded(0.2, ge=0)  # ε of the clipped value loss
+    vf_coef: float = bounded(0.1, ge=0)
+    entropy_coef: float = bounded(0.0, ge=0)
+    kl_coef: float = bounded(0.05, ge=0)  # β_KL (the initial value when adaptive)
+    kl_target: float = bounded(0.0, ge=0)  # > 0: adaptive controller aiming at this per-sequence KL
+    kl_horizon: float = bounded(10000.0, gt=0)  # adaptive controller horizon (in responses)
     kl_estimator: Literal["k1", "k2", "k3"] = "k1"  # per-token KL in the penalty
     reward_norm: Literal["none", "batch", "running"] = "none"
-    reward_clip: float = 0.0  # > 0: clip processed rewards to ±reward_clip
+    reward_clip: float = bounded(0.0, ge=0)  # > 0: clip processed rewards to ±reward_clip
     whiten_advantages: bool = True
     # epochs = 1, one minibatch, no grad accumulation, no dropout: take π_old and V_old from the
     # update's own forward (identical numbers, one policy forward less per iteration)
@@ -71,10 +72,10 @@ class PPOSettings:
 class DriftEvalSettings:
     """Reward and drift measured every `every` iterations (and before the first)."""
 
-    every: int = 5
-    n_prompts: int = 64  # held-out prompts (a file's last n_prompts rows)
+    every: int = bounded(5, ge=0)  # 0: no evaluations
+    n_prompts: int = bounded(64, ge=1)  # held-out prompts (a file's last n_prompts rows)
     reference_text: str = ""  # held-out text for perplexity (a resolver name or a .txt/.jsonl file); "" = none
-    n_reference: int = 100
+    n_reference: int = bounded(100, ge=1)
 
 
 @dataclass
@@ -85,7 +86,7 @@ class PPOConfig:
     train: TrainSettings = field(default_factory=lambda: TrainSettings(
         lr=1e-4, batch_size=16, grad_accum=1, log_every=1, save_every=10, max_grad_norm=1.0))
     prompts: str = ""  # a resolver name, or a .jsonl ({"prompt": str | messages}) / .txt file
-    n_prompts: int = 512  # size of a generated prompt pool
+    n_prompts: int = bounded(512, ge=1)  # size of a generated prompt pool
     reward: str = ""  # a resolver name (gold reward) or the folder of a learned reward model
     generation: SamplingSettings = field(default_factory=SamplingSettings)
     ppo: PPOSettings = field(default_factory=PPOSettings)
@@ -93,34 +94,30 @@ class PPOConfig:
     eval: DriftEvalSettings = field(default_factory=DriftEvalSettings)
     output_dir: str = ""
 
+    def check(self, where: str) -> None:
+        """A rollout batch splits into whole minibatches of train.batch_size x train.grad_accum."""
+        mb = self.train.batch_size * self.train.grad_accum
+        if self.ppo.rollout_batch % mb:
+            raise ConfigError(f"{where}.ppo.rollout_batch: must be a multiple of train.batch_size x "
+                              f"train.grad_accum ({mb}), got {self.ppo.rollout_batch}")
+
 
 def validate(cfg: PPOConfig) -> int:
-    """Check the config; returns optimiser steps per iteration."""
-    p, t = cfg.ppo, cfg.train
-    mb = t.batch_size * t.grad_accum
-    if p.rollout_batch < 1 or p.epochs < 1 or p.iterations < 1:
-        raise ConfigError("ppo.rollout_batch, ppo.epochs and ppo.iterations must be >= 1")
-    if p.rollout_batch % mb:
-        raise ConfigError(f"ppo.rollout_batch ({p.rollout_batch}) must be a multiple of "
-                          f"train.batch_size x train.grad_accum ({mb})")
-    if cfg.generation.max_new_tokens < 1:
-        raise ConfigError("generation.max_new_tokens must be >= 1")
-    if cfg.eval.every < 0 or cfg.eval.n_prompts < 1:
-        raise ConfigError("eval.every must be >= 0 and eval.n_prompts >= 1")
+    """The checks loading cannot make (a reward is required; ranges again for a config built in
+    code); returns optimiser steps per iteration."""
+    from_dict(type(cfg), to_dict(cfg))  # every load-time check, also for a config built in code
     if not cfg.reward:
         raise ConfigError("reward: give a reward (a resolver name such as gold:sentiment, or a reward-model folder)")
-    cfg.elastic_reset.validate()
-    return p.epochs * (p.rollout_batch // mb)
+    p, t = cfg.ppo, cfg.train
+    return p.epochs * (p.rollout_batch // (t.batch_size * t.grad_accum))
 
 
 def load_prompts(cfg: PPOConfig, tokenizer) -> tuple[list[str], list[str]]:
-    """(training prompts, held-out evaluation prompts) as text; chat prompts through the template."""
+    """(training prompts, held-out evaluation prompts) as text; chat prompts through the template
+    (a DataError naming `prompts` when the model has none)."""
     train, held = resolve.prompt_split(cfg.prompts, cfg.n_prompts, cfg.eval.n_prompts, cfg.train.seed, "prompts")
-
-    def text(p: Any) -> str:
-        return p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-
-    return [text(p) for p in train], [text(p) for p in held]
+    check_chat_template(tokenizer, [*train, *held], cfg.prompts)
+    return [format_query(tokenizer, p) for p in train], [format_query(tokenizer, p) for p in held]
 
 
 def ppo_loss(model: torch.nn.Module, mb: dict[str, Any], cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import torch
 
-from alignlab.config import ModelSettings, TrainSettings
+from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
 from alignlab.data.preference import read_preferences, split_records
 from alignlab.data.preference_batches import (
     EncodedPair,
@@ -55,16 +55,28 @@ class PrefsConfig:
     train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=5e-5, batch_size=8, epochs=1))
     data: str = ""  # JSONL: prompt/chosen/rejected, HH-RLHF dialogues, or the ranking export
     eval_data: str = ""  # held-out file; empty = split eval_fraction of data by tree/prompt
-    eval_fraction: float = 0.1
+    eval_fraction: float = bounded(0.1, ge=0, lt=1)
     split_seed: int = 0
     pairs: Literal["all", "best_vs_rest", "best_vs_worst"] = "all"  # from ranking rows
-    max_length: int = 512
-    max_prompt_length: int = 256
+    max_length: int = bounded(512, ge=2)
+    max_prompt_length: int = bounded(256, ge=1)  # < max_length
     truncation: Literal["truncate", "error"] = "truncate"  # truncate (counted) | error
     on_bad_row: Literal["error", "skip"] = "error"  # skip: counted and reported
-    eval_every: int = 0
-    eval_batch_size: int = 16
+    eval_every: int = bounded(0, ge=0)  # optimiser steps between held-out evaluations (0: before and after only)
+    eval_batch_size: int = bounded(16, ge=1)
     output_dir: str = ""
+
+    def check(self, where: str) -> None:
+        """Cross-field rules: the prompt budget leaves room for a response; the adapter reference
+        needs LoRA and no separate reference model."""
+        if self.max_prompt_length >= self.max_length:
+            raise ConfigError(f"{where}.max_prompt_length: must be < max_length ({self.max_length}), "
+                              f"got {self.max_prompt_length}")
+        if self.reference == "adapter" and not self.model.lora.enabled:
+            raise ConfigError(f"{where}.reference: 'adapter' needs model.lora.enabled: true "
+                              "(the base weights are the reference)")
+        if self.reference == "adapter" and self.reference_model:
+            raise ConfigError(f"{where}.reference: 'adapter' uses the base weights; leave reference_model empty")
 
 
 # --- batches and reference log-probs -------------------------------------------------------
@@ -193,16 +205,10 @@ def evaluate_pairs(model: torch.nn.Module | None, items: Sequence[EncodedPair], 
 
 
 def _check(cfg: PrefsConfig) -> None:
-    if cfg.reference == "adapter" and not cfg.model.lora.enabled:
-        raise ConfigError("reference: 'adapter' needs model.lora.enabled: true (the base weights are the reference)")
-    if cfg.reference == "adapter" and cfg.reference_model:
-        raise ConfigError("reference: 'adapter' uses the base weights; leave reference_model empty")
-    if cfg.preference.beta <= 0:
-        raise ConfigError(f"preference.beta must be > 0, got {cfg.preference.beta}")
+    """The load-time checks again (for a config built in code) and the required data file."""
+    from_dict(type(cfg), to_dict(cfg))  # every load-time check, also for a config built in code
     if not cfg.data:
         raise ConfigError("data: give a JSONL file of preference pairs or ranking examples")
-    if not cfg.eval_data and not 0.0 <= cfg.eval_fraction < 1.0:
-        raise ConfigError(f"eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
 
 
 def _reward_figure(run_dir: RunDir, title: str) -> Any:

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from alignlab import resolve
-from alignlab.config import ModelSettings, TrainSettings
-from alignlab.data.chat import Messages
+from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
+from alignlab.data.chat import Messages, check_chat_template, format_query
 from alignlab.errors import ConfigError
 from alignlab.generation import SamplingSettings, sample
 from alignlab.losses.psle import (
@@ -60,27 +60,35 @@ class PSLEConfig:
         lr=3e-4, batch_size=16, grad_accum=1, save_every=5, max_grad_norm=1.0))
     principle: str = ""  # required; text prompts: prefixed to x; chat prompts: a system message
     queries: str = ""  # required; a resolver name or a .jsonl ({"prompt": str | messages}) / .txt file
-    n_queries: int = 512  # size of a generated query pool (a file's rows are all used)
-    eval_queries: int = 64  # held-out queries: reward of plain-query samples before vs after
-    eval_every: int = 0  # also measure every n iterations (0: before and after only)
+    n_queries: int = bounded(512, ge=1)  # size of a generated query pool (a file's rows are all used)
+    eval_queries: int = bounded(64, ge=1)  # held-out queries: reward of plain-query samples before vs after
+    eval_every: int = bounded(0, ge=0)  # also measure every n iterations (0: before and after only)
     reward: str = ""  # required; a resolver name (gold reward) or the folder of a learned reward model
-    iterations: int = 20
-    queries_per_iteration: int = 64
-    epochs: int = 2  # passes over an iteration's queries; steps = epochs × queries / (batch × accum)
-    tau0: float = 0.2
-    alpha: float = 0.9
+    iterations: int = bounded(20, ge=1)
+    queries_per_iteration: int = bounded(64, ge=1)
+    epochs: int = bounded(2, ge=1)  # passes over an iteration's queries; steps = epochs × queries / (batch × accum)
+    tau0: float = bounded(0.2, ge=0)
+    alpha: float = bounded(0.9, gt=0, le=1)
     ranking: RankingLoss = "simpo"  # simpo: reference-free, mean-token | dpo: reference = the sampling policy
-    beta: float = 2.0
+    beta: float = bounded(2.0, gt=0)
     margin: float = 0.0  # γ of the simpo ranking loss
-    sft_weight: float = 1.0  # λ
-    sft_temperature: float = 0.1  # T of the SFT weights softmax(r / T)
+    sft_weight: float = bounded(1.0, ge=0)  # λ
+    sft_temperature: float = bounded(0.1, gt=0)  # T of the SFT weights softmax(r / T)
     generation: SamplingSettings = field(default_factory=lambda: SamplingSettings(max_new_tokens=16))
     output_dir: str = ""
 
+    def check(self, where: str) -> None:
+        """An iteration's queries split into whole minibatches of train.batch_size x train.grad_accum."""
+        mb = self.train.batch_size * self.train.grad_accum
+        if self.queries_per_iteration % mb:
+            raise ConfigError(f"{where}.queries_per_iteration: must be a multiple of train.batch_size x "
+                              f"train.grad_accum ({mb}), got {self.queries_per_iteration}")
+
 
 def validate(cfg: PSLEConfig) -> int:
-    """Check the config; returns optimiser steps per iteration."""
-    mb = cfg.train.batch_size * cfg.train.grad_accum
+    """The checks loading cannot make (principle, queries and reward are required; ranges again
+    for a config built in code); returns optimiser steps per iteration."""
+    from_dict(type(cfg), to_dict(cfg))  # every load-time check, also for a config built in code
     if not cfg.principle:
         raise ConfigError("principle: give the text that guides the y_p samples (an instruction or a "
                           "demonstration; see examples/psle.yaml)")
@@ -88,18 +96,7 @@ def validate(cfg: PSLEConfig) -> int:
         raise ConfigError("queries: give the queries (a prompts name of alignlab.resolve, or a .jsonl / .txt file)")
     if not cfg.reward:
         raise ConfigError("reward: give a reward (a resolver name such as gold:sentiment, or a reward-model folder)")
-    if min(cfg.iterations, cfg.queries_per_iteration, cfg.epochs, cfg.eval_queries) < 1:
-        raise ConfigError("iterations, queries_per_iteration, epochs and eval_queries must be >= 1")
-    if cfg.queries_per_iteration % mb:
-        raise ConfigError(f"queries_per_iteration ({cfg.queries_per_iteration}) must be a multiple of "
-                          f"train.batch_size x train.grad_accum ({mb})")
-    if not 0 < cfg.alpha <= 1:
-        raise ConfigError(f"alpha must be in (0, 1], got {cfg.alpha}")
-    if cfg.beta <= 0 or cfg.sft_temperature <= 0 or cfg.sft_weight < 0:
-        raise ConfigError("beta and sft_temperature must be > 0, sft_weight >= 0")
-    if cfg.generation.max_new_tokens < 1 or cfg.eval_every < 0:
-        raise ConfigError("generation.max_new_tokens must be >= 1 and eval_every >= 0")
-    return cfg.epochs * (cfg.queries_per_iteration // mb)
+    return cfg.epochs * (cfg.queries_per_iteration // (cfg.train.batch_size * cfg.train.grad_accum))
 
 
 # --- queries and prompts ------------------------------------------------------------------
@@ -112,9 +109,7 @@ def load_queries(cfg: PSLEConfig) -> tuple[list[Query], list[Query]]:
 
 def plain_prompt(tokenizer, query: Query) -> str:
     """The query as the model sees it: a text prompt as is, chat messages through the template."""
-    if isinstance(query, str):
-        return query
-    return tokenizer.apply_chat_template(query, tokenize=False, add_generation_prompt=True)
+    return format_query(tokenizer, query)
 
 
 def principle_prompt(tokenizer, query: Query, principle: str) -> str:
@@ -284,6 +279,7 @@ def run(cfg: PSLEConfig) -> RunResult:
     reward_fn = resolve.reward_fn(cfg.reward)
     gold = resolve.gold_measure(cfg.queries, cfg.reward)
     train_q, held_q = load_queries(cfg)
+    check_chat_template(tok, [*train_q, *held_q], cfg.queries)
     trainer = Trainer(lm, cfg.train, run_dir, total_steps=cfg.iterations * steps_per_iter)
     run_dir.save_config(cfg)
     policy = trainer.unwrapped

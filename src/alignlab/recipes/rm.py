@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import torch
 
-from alignlab.config import ModelSettings, TrainSettings
+from alignlab.config import ModelSettings, TrainSettings, bounded
 from alignlab.data.preference import read_rankings, split_records
 from alignlab.data.preference_batches import EncodedRanking, collate_rankings, encode_rankings
 from alignlab.errors import ConfigError, DataError
@@ -35,14 +35,14 @@ class RewardConfig:
     train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=1e-4, batch_size=8, epochs=1))
     data: str = ""  # JSONL: ranking export rows or prompt/chosen/rejected pairs
     eval_data: str = ""  # held-out file; empty = split eval_fraction of data by tree/prompt
-    eval_fraction: float = 0.1
+    eval_fraction: float = bounded(0.1, ge=0, lt=1)
     split_seed: int = 0
-    max_length: int = 256
-    score_penalty: float = 0.001  # λ of the SPEC's 0.5·λ·(s_i² + s_j²) term
+    max_length: int = bounded(256, ge=2)
+    score_penalty: float = bounded(0.001, ge=0)  # λ of the SPEC's 0.5·λ·(s_i² + s_j²) term
     truncation: Literal["truncate", "error"] = "truncate"  # truncate: counted, keeps the sequence end
     on_bad_row: Literal["error", "skip"] = "error"  # skip: counted and reported
-    eval_every: int = 0  # optimiser steps between held-out evaluations (0 = only at the end)
-    eval_batch_size: int = 32
+    eval_every: int = bounded(0, ge=0)  # optimiser steps between held-out evaluations (0 = only at the end)
+    eval_batch_size: int = bounded(32, ge=1)
     output_dir: str = ""
 
 
@@ -93,10 +93,6 @@ def evaluate_rankings(model: torch.nn.Module, items: list[EncodedRanking], pad_i
 def _check(cfg: RewardConfig) -> None:
     if not cfg.data:
         raise ConfigError("data: give a JSONL file of ranking examples or preference pairs")
-    if not cfg.eval_data and not 0.0 <= cfg.eval_fraction < 1.0:
-        raise ConfigError(f"eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
-    if cfg.score_penalty < 0:
-        raise ConfigError(f"score_penalty must be >= 0, got {cfg.score_penalty}")
 
 
 def run(cfg: RewardConfig) -> RunResult:

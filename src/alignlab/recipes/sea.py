@@ -17,7 +17,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from alignlab.config import ModelSettings
+from alignlab.config import ModelSettings, bounded
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
 
@@ -31,10 +31,10 @@ class SEAConfig:
     data: str = ""  # fit demonstrations: JSONL of {prompt, positive, negative[, neutral]} or a built-in name
     eval_data: str = ""  # MC JSONL / TruthfulQA CSV / built-in name; empty when fitting = no evaluation
     sites: list[str] = field(default_factory=list)  # e.g. [resid.2]; empty = every resid layer
-    top_layers: int = 0  # >0: keep the best-scoring layers (layer heuristic)
+    top_layers: int = bounded(0, ge=0)  # >0: keep the best-scoring layers (layer heuristic)
     feature: Literal["none", "tanh", "elu", "sqexp"] = "none"
-    k_pos: float = 0.998
-    k_neg: float = 0.998
+    k_pos: float = bounded(0.998, gt=0, le=1)  # energy share kept (1 = every direction)
+    k_neg: float = bounded(0.998, gt=0, le=1)
     center: bool = False  # fit on mean-centred activations (see interventions/sea.py)
     editor: str = ""  # mode=eval: folder of a fitted editor
     seed: int = 0

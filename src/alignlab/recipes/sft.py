@@ -7,10 +7,11 @@ writes) or `{"prompt": ..., "response": ...}`.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from alignlab.config import ModelSettings, TrainSettings
+from alignlab.config import ModelSettings, TrainSettings, bounded
 from alignlab.data.chat import (
     Encoded,
     TruncationStats,
@@ -19,11 +20,12 @@ from alignlab.data.chat import (
     encode_chat,
     encode_pair,
 )
-from alignlab.data.jsonl import read_jsonl
+from alignlab.data.jsonl import iter_jsonl
 from alignlab.errors import DataError
 from alignlab.losses.lm import causal_lm_loss
 from alignlab.models import load_model
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
+from alignlab.resolve import require
 from alignlab.runs import RunDir
 from alignlab.train.loop import Trainer, seed_everything
 
@@ -35,25 +37,23 @@ class SFTConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=5e-4, batch_size=16, epochs=1))
     data: str = ""  # JSONL of {"messages": [...]} or {"prompt", "response"}
-    max_length: int = 256
+    max_length: int = bounded(256, ge=2)
     output_dir: str = ""
 
 
-def encode_sft_rows(tokenizer, rows: list[dict[str, Any]], max_length: int, source: str = "data") -> tuple[list[Encoded], TruncationStats]:
-    """Encode SFT rows; every bad row is an error naming its line."""
+def encode_sft_rows(tokenizer, rows: Iterable[tuple[str, dict[str, Any]]],
+                    max_length: int) -> tuple[list[Encoded], TruncationStats]:
+    """Encode ('file:line', row) pairs (as `iter_jsonl` yields them); every bad row, and chat
+    messages for a model without a chat template, is a DataError naming its file:line."""
     out, stats = [], TruncationStats()
-    for i, row in enumerate(rows, 1):
-        where = f"{source}:{i}"
+    for i, (where, row) in enumerate(rows, 1):
         if "messages" in row:
             msgs = as_messages(row["messages"], where)
             if isinstance(msgs, str) or not any(m["role"] == "assistant" for m in msgs):
                 raise DataError(f"{where}: 'messages' needs at least one assistant turn")
-            enc = encode_chat(tokenizer, msgs, max_length)
+            enc = encode_chat(tokenizer, msgs, max_length, where=where)
         elif "prompt" in row and "response" in row:
-            try:
-                enc = encode_pair(tokenizer, as_messages(row["prompt"], where), row["response"], max_length)
-            except DataError as e:
-                raise DataError(f"{where}: {e}") from e
+            enc = encode_pair(tokenizer, as_messages(row["prompt"], where), row["response"], max_length, where=where)
         else:
             raise DataError(f"{where}: needs 'messages' or 'prompt' + 'response' (has {sorted(row)})")
         if sum(enc.loss_mask) == 0:
@@ -65,10 +65,13 @@ def encode_sft_rows(tokenizer, rows: list[dict[str, Any]], max_length: int, sour
 
 def run(cfg: SFTConfig) -> RunResult:
     """Fine-tune cfg.model on cfg.data; returns the run dir and final loss."""
+    require(cfg.data, "data", "a JSONL file of chat threads or prompt/response pairs")
     seed_everything(cfg.train.seed)
     run_dir = RunDir(cfg.output_dir or default_run_dir("sft"))
     model, tok = load_model(cfg.model)
-    examples, stats = encode_sft_rows(tok, read_jsonl(cfg.data), cfg.max_length, cfg.data)
+    examples, stats = encode_sft_rows(tok, iter_jsonl(cfg.data), cfg.max_length)
+    if not examples:
+        raise DataError(f"{cfg.data}: no examples (the file has no JSON rows)")
     trainer = Trainer(model, cfg.train, run_dir)
     run_dir.save_config(cfg)
     result = trainer.fit(examples, lambda b: collate(b, tok.pad_token_id), causal_lm_loss, desc="sft")

@@ -16,7 +16,8 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
-from alignlab.config import ModelSettings
+from alignlab.config import ModelSettings, bounded
+from alignlab.data.chat import check_chat_template, format_query
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
 
@@ -27,23 +28,16 @@ class SteerConfig:
 
     model: ModelSettings = field(default_factory=ModelSettings)
     data: str = ""  # contrast pairs: JSONL of {prompt, positive, negative}, or a built-in name
-    n_pairs: int = 64  # pairs drawn from a built-in source (a file is used whole)
+    n_pairs: int = bounded(64, ge=1)  # pairs drawn from a built-in source (a file is used whole)
     eval_prompts: str = ""  # prompts to steer from (.jsonl / .txt / built-in); empty = the pairs' prompts
     score: str = ""  # reward of each steered sample: a reward-model folder or a gold reward (required)
-    layers: list[int] = field(default_factory=list)  # empty = every layer
+    layers: list[int] = bounded([], ge=0)  # empty = every layer
     coefficients: list[float] = field(default_factory=lambda: [-4.0, -2.0, 0.0, 2.0, 4.0])
-    n_eval: int = 48
-    max_new_tokens: int = 24
-    temperature: float = 1.0
+    n_eval: int = bounded(48, ge=1)
+    max_new_tokens: int = bounded(24, ge=1)
+    temperature: float = bounded(1.0, ge=0)  # 0 = greedy
     seed: int = 0
     output_dir: str = ""
-
-
-def _text(tokenizer, query: str | list[dict[str, str]]) -> str:
-    """A text prompt as is; chat messages through the tokenizer's template."""
-    if isinstance(query, str):
-        return query
-    return tokenizer.apply_chat_template(query, tokenize=False, add_generation_prompt=True)
 
 
 def run(cfg: SteerConfig) -> RunResult:
@@ -59,7 +53,9 @@ def run(cfg: SteerConfig) -> RunResult:
     run_dir.save_config(cfg)
     model, tok = load_model(cfg.model, trainable=False)
     if cfg.eval_prompts:
-        prompts = [_text(tok, q) for q in resolve.prompts(cfg.eval_prompts, cfg.n_eval, cfg.seed + 1, "eval_prompts")]
+        queries = resolve.prompts(cfg.eval_prompts, cfg.n_eval, cfg.seed + 1, "eval_prompts")
+        check_chat_template(tok, queries, cfg.eval_prompts)
+        prompts = [format_query(tok, q) for q in queries]
     else:
         prompts = [p.prompt for p in pairs][: cfg.n_eval]
     vec = train_steering_vector(model, tok, pairs, cfg.layers or None)

@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 
 import torch
 
+from alignlab.config import bounded, check_config
 from alignlab.errors import ConfigError
 from alignlab.train.loop import Callback, Trainer
 
@@ -31,19 +32,16 @@ class ElasticResetSettings:
     """Switches of Elastic Reset; `enabled: false` gives plain PPO."""
 
     enabled: bool = False
-    decay: float = 0.995  # η, the EMA decay
-    reset_every: int = 50  # n, in EMA updates
+    decay: float = bounded(0.995, ge=0, lt=1)  # η, the EMA decay
+    reset_every: int = bounded(50, ge=1)  # n, in EMA updates
     ema_update: EmaUnit = "step"  # when the EMA updates: each optimiser step, PPO epoch or rollout
     kl_anchor: Literal["initial", "ema"] = "initial"  # KL penalty reference: θ0 or θ̄
     reset_optimizer: bool = False  # clear the optimiser moments at each reset
     reset_value_head: Literal["keep", "ema", "initial"] = "keep"  # value head at a reset
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first bad field (Literal fields are checked at load)."""
-        if not 0.0 <= self.decay < 1.0:
-            raise ConfigError(f"elastic_reset.decay: {self.decay} must be in [0, 1)")
-        if self.reset_every < 1:
-            raise ConfigError(f"elastic_reset.reset_every: {self.reset_every} must be >= 1")
+        """The load-time range checks again, for settings built in code (ConfigError naming the field)."""
+        check_config(self, "elastic_reset")
 
 
 @torch.no_grad()
