@@ -104,6 +104,21 @@ def test_loaders_name_file_and_line_on_bad_input(tmp_path):
         load_word_pairs(tmp_path / "missing.json")
 
 
+def test_loaders_name_file_and_line_of_bytes_that_are_not_utf8(tmp_path):
+    csv = tmp_path / "t.csv"
+    csv.write_bytes(b"Question,Best Answer,Correct Answers,Incorrect Answers\nWhat?,Yes,Yes,No\nCaf\xe9?,a,a,b\n")
+    with pytest.raises(DataError, match=r"t\.csv:3: not UTF-8"):
+        load_truthfulqa(csv)
+    quoted = tmp_path / "q.csv"  # a quoted answer over two lines still reads, with its line number
+    quoted.write_text('Question,Best Answer,Correct Answers,Incorrect Answers\n"Two\nlines?",Yes,Yes,No\nQ,A,A,\n')
+    with pytest.raises(DataError, match=r"q\.csv:4: empty 'Incorrect Answers'"):
+        load_truthfulqa(quoted)
+    pairs = tmp_path / "p.json"
+    pairs.write_bytes(b'[{"input": "a", "output": "b"},\n {"input": "\xff", "output": "c"}]')
+    with pytest.raises(DataError, match=r"p\.json:2: not UTF-8"):
+        load_word_pairs(pairs)
+
+
 def test_stereotype_margin_by_hand():
     from alignlab.eval.bias import stereotype_margin
 

@@ -1,21 +1,27 @@
 """Loaders for real benchmark files: TruthfulQA CSV, BBQ JSONL, function-vector task JSON.
 
 Each takes a path (the product never assumes where the data lives) and raises DataError
-naming the file, line and field on malformed input.
+naming the file, line and field on malformed input (bytes that are not UTF-8 included).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
-from alignlab.data.jsonl import iter_jsonl
+from alignlab.data.jsonl import iter_jsonl, iter_text_lines
 from alignlab.errors import DataError
 from alignlab.eval.bias import BiasQuestion
 from alignlab.eval.multiple_choice import MCItem
 
 TRUTHFULQA_COLUMNS = ("Question", "Best Answer", "Correct Answers", "Incorrect Answers")
+
+
+def _read_text(p: Path, what: str) -> str:
+    """The whole text of `p`; a line that is not UTF-8 (or holds NUL bytes) is a DataError naming file:line."""
+    return "\n".join(line for _, line in iter_text_lines(p, what))
 
 
 def _split_answers(text: str) -> tuple[str, ...]:
@@ -25,11 +31,9 @@ def _split_answers(text: str) -> tuple[str, ...]:
 def load_truthfulqa(path: str | Path) -> list[MCItem]:
     """TruthfulQA.csv -> MCItems (answers are ';'-separated; the best answer is a true one)."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"TruthfulQA file not found: {p}")
     items = []
-    with p.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(_read_text(p, "TruthfulQA file"), newline=""))
+    try:
         missing = [c for c in TRUTHFULQA_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise DataError(f"{p}: missing column(s) {missing} (has {reader.fieldnames})")
@@ -42,6 +46,8 @@ def load_truthfulqa(path: str | Path) -> list[MCItem]:
                     raise DataError(f"{p}:{line}: empty '{name}'")
             items.append(MCItem(q, best, correct, incorrect,
                                 meta={"category": row.get("Category", ""), "line": line}))
+    except csv.Error as e:
+        raise DataError(f"{p}:{reader.line_num}: not a readable CSV row ({e})") from e
     if not items:
         raise DataError(f"{p}: no questions")
     return items
@@ -91,10 +97,8 @@ def load_bbq(path: str | Path) -> list[BiasQuestion]:
 def load_word_pairs(path: str | Path) -> list[tuple[str, str]]:
     """A function-vector task file (JSON list of {input, output}) -> [(input, output)]."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"task file not found: {p}")
     try:
-        rows = json.loads(p.read_text(encoding="utf-8"))
+        rows = json.loads(_read_text(p, "task file"))
     except json.JSONDecodeError as e:
         raise DataError(f"{p}:{e.lineno}: not valid JSON ({e.msg})") from e
     if not isinstance(rows, list) or not rows:
