@@ -17,7 +17,7 @@ from alignlab.errors import ConfigError, DataError
 from alignlab.generation import SamplingSettings
 from alignlab.recipes import akd
 from alignlab.recipes.akd import AKDConfig, PassAtKSettings
-from alignlab.runs import read_metrics
+from alignlab.runs import launched, read_metrics
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -95,7 +95,8 @@ def test_resumed_run_repeats_the_uninterrupted_one(tiny_dir, tmp_path, scripted_
 
     full = akd.run(cfg(tmp_path / "full", 2))
     akd.run(cfg(tmp_path / "split", 1))
-    split = akd.run(cfg(tmp_path / "split", 2))  # resumes after round 1
+    with launched(None, resume_anyway=True):  # more rounds is a changed config: go on explicitly
+        split = akd.run(cfg(tmp_path / "split", 2))  # resumes after round 1
     a, b = read_metrics(full.run_dir / "metrics.jsonl"), read_metrics(split.run_dir / "metrics.jsonl")
     assert [r["round"] for r in b] == [0, 1, 2]
     for ra, rb in zip(a, b):  # every number of every round (the split run also evaluated after round 1)
