@@ -43,7 +43,6 @@ def run(cfg: FVConfig) -> RunResult:
 
     pairs = resolve.word_pairs(cfg.data, key="data")
     run_dir = RunDir(cfg.output_dir or default_run_dir("fv"))
-    run_dir.write_jsonl("metrics.jsonl", [])  # a rerun into the same folder starts a fresh log
     run_dir.save_config(cfg)
     model, tok = load_model(cfg.model, trainable=False)
     rng = random.Random(cfg.seed)

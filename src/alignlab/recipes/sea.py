@@ -72,7 +72,6 @@ def run(cfg: SEAConfig) -> RunResult:
         raise ConfigError("editor: mode=eval needs editor=<folder of a fitted editor>")
     mc = resolve.mc_items(cfg.eval_data, key="eval_data") if cfg.eval_data or cfg.mode == "eval" else None
     run_dir = RunDir(cfg.output_dir or default_run_dir(f"sea-{cfg.mode}"))
-    run_dir.write_jsonl("metrics.jsonl", [])  # a rerun into the same folder starts a fresh log
     run_dir.save_config(cfg)
     model, tok = load_model(cfg.model, trainable=False)
     if cfg.mode == "fit":

@@ -49,7 +49,6 @@ def run(cfg: SteerConfig) -> RunResult:
     pairs = resolve.contrast_pairs(cfg.data, cfg.n_pairs, cfg.seed, key="data")
     score = resolve.reward_fn(cfg.score, key="score")
     run_dir = RunDir(cfg.output_dir or default_run_dir("steer"))
-    run_dir.write_jsonl("metrics.jsonl", [])  # a rerun into the same folder starts a fresh log
     run_dir.save_config(cfg)
     model, tok = load_model(cfg.model, trainable=False)
     if cfg.eval_prompts:
