@@ -1,14 +1,19 @@
-"""What the online loop is made of, apart from the `Trainer` itself: the `Buffer` a method
-collects, the `Callback`s it calls, the checkpointed `OnlineRNG`, and device placement
-(`to_device`, `device_generator`, `no_accelerator`)."""
+"""The online loop (`OnlineLoop.fit_online`, a part of `alignlab.train.loop.Trainer`) and what it
+is made of: the `Buffer` a method collects, the `Callback`s it calls, the checkpointed
+`OnlineRNG`, and device placement (`to_device`, `device_generator`, `no_accelerator`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, is_dataclass, replace
 from typing import Any, Protocol
 
 import torch
+
+from alignlab.errors import TrainingError
+
+LossFn = Callable[[torch.nn.Module, Any], "tuple[torch.Tensor, dict[str, Any]]"]
 
 
 class Buffer(Protocol):
@@ -97,3 +102,84 @@ def mean_metrics(window: Sequence[Mapping[str, float]]) -> dict[str, float]:
         for k, v in m.items():
             out.setdefault(k, []).append(v)
     return {k: sum(v) / len(v) for k, v in out.items()}
+
+
+class OnlineLoop:
+    """The collect-then-update loop of PPO, PSLE and AKD; mixed into `Trainer`, whose `step`,
+    `resume`, `save_checkpoint`, `run`, `rng`, `cfg` and counters it uses."""
+
+    def epoch_micro_batches(self, buffer: Buffer) -> list[Any]:
+        """One epoch of `buffer`: its own layout, or full micro-batches of a seeded permutation."""
+        bs = self.cfg.batch_size
+        if hasattr(buffer, "micro_batches"):
+            return buffer.micro_batches(bs, self.rng.shuffle)
+        perm = torch.randperm(len(buffer), generator=self.rng.shuffle)
+        return [buffer.minibatch(perm[i:i + bs]) for i in range(0, len(buffer) - bs + 1, bs)]
+
+    def fit_online(
+        self,
+        collect: Callable[[int], Buffer],
+        loss_fn: LossFn,
+        iterations: int,
+        epochs: int = 1,
+        finish: Callable[[int, Buffer, list[dict[str, float]]], dict[str, Any]] | None = None,
+        start: Callable[[], dict[str, Any]] | None = None,
+        evaluate: Callable[[int], dict[str, Any]] | None = None,
+        eval_every: int = 0,
+        callbacks: Sequence[Callback] = (),
+        desc: str = "train",
+        show: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run `iterations` of collect → `epochs` passes over the buffer → one record, resuming.
+
+        Per epoch the buffer's micro-batches (`epoch_micro_batches`) go `grad_accum` at a time
+        into `step`. `finish(it, buffer, step_metrics)` ends an iteration (update method state,
+        return the record's entries; default: the mean of the step metrics). `start()` is logged
+        as iteration 0 of a fresh run; `evaluate(it)` joins the record every `eval_every`
+        iterations and at the last. One record per iteration; `train.save_every` counts
+        iterations; `show` maps progress-bar labels to record keys. Returns this call's records.
+        """
+        if self.resume():  # an iteration may take no step: cut the log by iteration too
+            self.run.truncate_metrics(self.iteration, key="iteration")
+        else:
+            self.run.start_log()  # a run that died before its first checkpoint starts over
+        records: list[dict[str, Any]] = []
+        if self.iteration == 0 and start is not None:
+            rec = {"step": self.step_count, "iteration": 0, **start()}
+            self.run.log(rec)
+            records.append(rec)
+        from alignlab.progress import progress_bar
+
+        ga = self.cfg.grad_accum
+        with progress_bar(desc, total=iterations, completed=self.iteration,
+                          enabled=self.cfg.progress and self.is_main) as bar:
+            for it in range(self.iteration + 1, iterations + 1):
+                t0 = time.perf_counter()
+                try:
+                    buffer = collect(it)
+                except TrainingError as e:
+                    raise TrainingError(f"{e}. {self.checkpoint_hint()}") from e
+                t1 = time.perf_counter()
+                window: list[dict[str, float]] = []
+                for _epoch in range(epochs):
+                    micro = self.epoch_micro_batches(buffer)
+                    for s in range(0, len(micro), ga):
+                        window.append(self.step(loss_fn, micro[s:s + ga]))
+                        for cb in callbacks:
+                            cb.on_step(self, it)
+                    for cb in callbacks:
+                        cb.on_epoch(self, it)
+                for cb in callbacks:
+                    cb.on_iteration(self, it)
+                self.iteration = it
+                rec = {"step": self.step_count, "iteration": it}
+                rec.update(finish(it, buffer, window) if finish is not None else mean_metrics(window))
+                rec.update(time_collect=round(t1 - t0, 4), time_update=round(time.perf_counter() - t1, 4))
+                if evaluate is not None and (it == iterations or (eval_every > 0 and it % eval_every == 0)):
+                    rec.update(evaluate(it))
+                self.run.log(rec)
+                records.append(rec)
+                bar.advance(**{label: rec[k] for label, k in (show or {}).items() if k in rec})
+                if self.cfg.save_every > 0 and it % self.cfg.save_every == 0:
+                    self.save_checkpoint()
+        return records
