@@ -1,6 +1,7 @@
 """Preference and ranking data: read, validate, split (tokenizing and batching: preference_batches.py).
 
-Accepted JSONL rows (.gz allowed), detected per row:
+Accepted rows, from any input form `alignlab.data.tables.read_rows` reads (JSONL, JSON, CSV,
+parquet, dataset folders; columns mapped by a `ColumnMap`), detected per row:
 - `{"prompt", "chosen", "rejected"}`: prompt a string or chat messages; chosen/rejected a string
   or a one-message assistant list (TRL's conversational form).
 - `{"chosen", "rejected"}` without a prompt: whole dialogues, either HH-RLHF text
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignlab.data.jsonl import iter_jsonl
+from alignlab.data.tables import ColumnMap, read_rows
 from alignlab.errors import DataError
 
 Messages = list[dict[str, str]]
@@ -179,11 +180,13 @@ def parse_row(row: dict[str, Any], where: str) -> RankingRecord:
     return RankingRecord(prompt, [chosen, rejected], [0, 1], where, str(tree or _group_key(prompt)))
 
 
-def read_rankings(path: str | Path, on_bad: str = "error") -> tuple[list[RankingRecord], ReadReport]:
-    """Every row of a preference/ranking JSONL file as a RankingRecord (bad rows: error or skip)."""
+def read_rankings(path: str | Path, on_bad: str = "error", columns: ColumnMap | None = None,
+                  split: str = "train") -> tuple[list[RankingRecord], ReadReport]:
+    """Every row of a preference/ranking data file or dataset folder as a RankingRecord (bad rows:
+    error or skip); `columns` and `split` as in `read_rows`."""
     if on_bad not in ("error", "skip"):
         raise DataError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
-    rows = list(iter_jsonl(path))
+    rows = read_rows(path, columns, split)
     if not rows:
         raise DataError(f"{path}: no examples (the file has no JSON rows)")
     report = ReadReport(rows=len(rows))
@@ -220,9 +223,10 @@ def to_pairs(records: Sequence[RankingRecord], pairing: str = "all") -> list[Pre
     return out
 
 
-def read_preferences(path: str | Path, on_bad: str = "error", pairing: str = "all") -> tuple[list[PreferenceRecord], ReadReport]:
-    """Preference pairs from any accepted file shape (ranking rows expand into pairs)."""
-    records, report = read_rankings(path, on_bad)
+def read_preferences(path: str | Path, on_bad: str = "error", pairing: str = "all", columns: ColumnMap | None = None,
+                     split: str = "train") -> tuple[list[PreferenceRecord], ReadReport]:
+    """Preference pairs from any accepted row shape (ranking rows expand into pairs)."""
+    records, report = read_rankings(path, on_bad, columns, split)
     return to_pairs(records, pairing), report
 
 

@@ -33,6 +33,7 @@ from alignlab.data.preference_batches import (
     collate_pairs_packed,
     encode_pairs,
 )
+from alignlab.data.tables import ColumnMap
 from alignlab.errors import ConfigError, DataError
 from alignlab.losses.preference import PreferenceLossSettings
 from alignlab.models import load_model
@@ -53,8 +54,11 @@ class PrefsConfig:
     reference: Literal["precomputed", "copy", "adapter"] = "precomputed"
     reference_model: str = ""  # empty: the policy's starting weights
     train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=5e-5, batch_size=8, epochs=1))
-    data: str = ""  # JSONL: prompt/chosen/rejected, HH-RLHF dialogues, or the ranking export
-    eval_data: str = ""  # held-out file; empty = split eval_fraction of data by tree/prompt
+    data: str = ""  # prompt/chosen/rejected, HH-RLHF dialogues or the ranking export: JSONL/JSON/CSV/parquet or dataset folder
+    eval_data: str = ""  # held-out file or folder; empty = split eval_fraction of data by tree/prompt
+    data_columns: ColumnMap = field(default_factory=ColumnMap)  # input column of each field; "" = same name
+    data_split: str = "train"  # split of a dataset folder given as data
+    eval_split: str = "test"  # split of a dataset folder given as eval_data
     eval_fraction: float = bounded(0.1, ge=0, lt=1)
     split_seed: int = 0
     pairs: Literal["all", "best_vs_rest", "best_vs_worst"] = "all"  # from ranking rows
@@ -208,7 +212,7 @@ def _check(cfg: PrefsConfig) -> None:
     """The load-time checks again (for a config built in code) and the required data file."""
     from_dict(type(cfg), to_dict(cfg))  # every load-time check, also for a config built in code
     if not cfg.data:
-        raise ConfigError("data: give a JSONL file of preference pairs or ranking examples")
+        raise ConfigError("data: give a data file or dataset folder of preference pairs or ranking examples")
 
 
 def _reward_figure(run_dir: RunDir, title: str) -> Any:
@@ -229,9 +233,10 @@ def run(cfg: PrefsConfig) -> RunResult:
     seed_everything(cfg.train.seed)
     run_dir = RunDir(cfg.output_dir or default_run_dir(cfg.preference.loss))
     model, tok = load_model(cfg.model)
-    pairs, read_report = read_preferences(cfg.data, cfg.on_bad_row, cfg.pairs)
+    pairs, read_report = read_preferences(cfg.data, cfg.on_bad_row, cfg.pairs, cfg.data_columns, cfg.data_split)
     if cfg.eval_data:
-        train_recs, (eval_recs, _) = pairs, read_preferences(cfg.eval_data, cfg.on_bad_row, cfg.pairs)
+        train_recs, (eval_recs, _) = pairs, read_preferences(cfg.eval_data, cfg.on_bad_row, cfg.pairs,
+                                                              cfg.data_columns, cfg.eval_split)
     else:
         train_recs, eval_recs = split_records(pairs, cfg.eval_fraction, cfg.split_seed)
     if not train_recs:

@@ -18,6 +18,7 @@ import torch
 from alignlab.config import ModelSettings, TrainSettings, bounded
 from alignlab.data.preference import read_rankings, split_records
 from alignlab.data.preference_batches import EncodedRanking, collate_rankings, encode_rankings
+from alignlab.data.tables import ColumnMap
 from alignlab.errors import ConfigError, DataError
 from alignlab.eval.preference import mean_kendall_tau, ranking_accuracy
 from alignlab.losses.preference import reward_ranking_loss
@@ -33,8 +34,11 @@ class RewardConfig:
 
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=1e-4, batch_size=8, epochs=1))
-    data: str = ""  # JSONL: ranking export rows or prompt/chosen/rejected pairs
-    eval_data: str = ""  # held-out file; empty = split eval_fraction of data by tree/prompt
+    data: str = ""  # ranking export rows or prompt/chosen/rejected pairs: JSONL/JSON/CSV/parquet or dataset folder
+    eval_data: str = ""  # held-out file or folder; empty = split eval_fraction of data by tree/prompt
+    data_columns: ColumnMap = field(default_factory=ColumnMap)  # input column of each field; "" = same name
+    data_split: str = "train"  # split of a dataset folder given as data
+    eval_split: str = "test"  # split of a dataset folder given as eval_data
     eval_fraction: float = bounded(0.1, ge=0, lt=1)
     split_seed: int = 0
     max_length: int = bounded(256, ge=2)
@@ -92,7 +96,7 @@ def evaluate_rankings(model: torch.nn.Module, items: list[EncodedRanking], pad_i
 
 def _check(cfg: RewardConfig) -> None:
     if not cfg.data:
-        raise ConfigError("data: give a JSONL file of ranking examples or preference pairs")
+        raise ConfigError("data: give a data file or dataset folder of ranking examples or preference pairs")
 
 
 def run(cfg: RewardConfig) -> RunResult:
@@ -101,9 +105,9 @@ def run(cfg: RewardConfig) -> RunResult:
     seed_everything(cfg.train.seed)
     run_dir = RunDir(cfg.output_dir or default_run_dir("rm"))
     model, tok = load_reward_model(cfg.model, trainable=True)
-    records, read_report = read_rankings(cfg.data, cfg.on_bad_row)
+    records, read_report = read_rankings(cfg.data, cfg.on_bad_row, cfg.data_columns, cfg.data_split)
     if cfg.eval_data:
-        train_recs, (eval_recs, _) = records, read_rankings(cfg.eval_data, cfg.on_bad_row)
+        train_recs, (eval_recs, _) = records, read_rankings(cfg.eval_data, cfg.on_bad_row, cfg.data_columns, cfg.eval_split)
     else:
         train_recs, eval_recs = split_records(records, cfg.eval_fraction, cfg.split_seed)
     if not train_recs:

@@ -1,7 +1,8 @@
 """SFT recipe: next-token loss on assistant tokens of chat threads (or prompt/response pairs).
 
-Input JSONL rows: `{"messages": [{role, content}, ...]}` (as `alignlab data export --mode sft`
-writes) or `{"prompt": ..., "response": ...}`.
+Input rows: `{"messages": [{role, content}, ...]}` (as `alignlab data export --mode sft`
+writes) or `{"prompt": ..., "response": ...}`, from JSONL, JSON, CSV, parquet or a dataset
+folder (see alignlab.data.tables; `data_columns` maps other column names).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from alignlab.data.chat import (
     encode_chat,
     encode_pair,
 )
-from alignlab.data.jsonl import iter_jsonl
+from alignlab.data.tables import ColumnMap, read_rows
 from alignlab.errors import DataError
 from alignlab.losses.lm import causal_lm_loss
 from alignlab.models import load_model
@@ -36,15 +37,17 @@ class SFTConfig:
 
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=lambda: TrainSettings(lr=5e-4, batch_size=16, epochs=1))
-    data: str = ""  # JSONL of {"messages": [...]} or {"prompt", "response"}
+    data: str = ""  # rows of {"messages": [...]} or {"prompt", "response"}: JSONL/JSON/CSV/parquet or dataset folder
+    data_columns: ColumnMap = field(default_factory=ColumnMap)  # input column of each field; "" = same name
+    data_split: str = "train"  # split of a dataset folder
     max_length: int = bounded(256, ge=2)
     output_dir: str = ""
 
 
 def encode_sft_rows(tokenizer, rows: Iterable[tuple[str, dict[str, Any]]],
                     max_length: int) -> tuple[list[Encoded], TruncationStats]:
-    """Encode ('file:line', row) pairs (as `iter_jsonl` yields them); every bad row, and chat
-    messages for a model without a chat template, is a DataError naming its file:line."""
+    """Encode ('where', row) pairs (as `read_rows` yields them); every bad row, and chat
+    messages for a model without a chat template, is a DataError naming its file:line / row."""
     out, stats = [], TruncationStats()
     for i, (where, row) in enumerate(rows, 1):
         if "messages" in row:
@@ -65,11 +68,11 @@ def encode_sft_rows(tokenizer, rows: Iterable[tuple[str, dict[str, Any]]],
 
 def run(cfg: SFTConfig) -> RunResult:
     """Fine-tune cfg.model on cfg.data; returns the run dir and final loss."""
-    require(cfg.data, "data", "a JSONL file of chat threads or prompt/response pairs")
+    require(cfg.data, "data", "a data file or dataset folder of chat threads or prompt/response pairs")
     seed_everything(cfg.train.seed)
     run_dir = RunDir(cfg.output_dir or default_run_dir("sft"))
     model, tok = load_model(cfg.model)
-    examples, stats = encode_sft_rows(tok, iter_jsonl(cfg.data), cfg.max_length)
+    examples, stats = encode_sft_rows(tok, read_rows(cfg.data, cfg.data_columns, cfg.data_split), cfg.max_length)
     if not examples:
         raise DataError(f"{cfg.data}: no examples (the file has no JSON rows)")
     trainer = Trainer(model, cfg.train, run_dir)
