@@ -339,8 +339,31 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: top level must be a mapping of keys, got a {type(loaded).__name__}")
         data = loaded
+    check_override_keys(cls, overrides or [])
     data = _merge(data, parse_overrides(overrides or []))
     return from_dict(cls, data, where)
+
+
+def check_override_keys(cls: type, overrides: list[str], where: str = "command line") -> None:
+    """Reject a `key=value` override whose dotted key is not a field of `cls`, blaming the command
+    line (not the YAML file) and suggesting the nearest dotted key."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if "=" not in item or not key:
+            continue  # parse_overrides says what is wrong with it
+        tp: Any = cls
+        done: list[str] = []
+        for part in key.split("."):
+            if not _is_dataclass_type(tp):
+                break  # a free-form mapping (e.g. column names): any key goes
+            fields = {f.name: f for f in dataclasses.fields(tp)}
+            if part not in fields:
+                near = difflib.get_close_matches(part, fields, n=1)
+                hint = f" (did you mean '{'.'.join([*done, near[0]])}'?)" if near else ""
+                raise ConfigError(f"{where}: unknown key '{'.'.join([*done, part])}'{hint}; valid keys"
+                                  f"{' of ' + '.'.join(done) if done else ''}: {', '.join(sorted(fields))}")
+            tp = typing.get_type_hints(tp)[part]
+            done.append(part)
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

@@ -121,7 +121,7 @@ def test_distilling_a_teacher_that_solves_its_exercises_lifts_held_out_pass_at_k
 
 
 def test_config_errors_name_the_key(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key 'bukets'.*did you mean 'buckets'"):
+    with pytest.raises(ConfigError, match="unknown key 'curriculum.bukets'.*did you mean 'curriculum.buckets'"):
         load_config(AKDConfig, overrides=["curriculum.bukets=3"])
     with pytest.raises(ConfigError, match="unknown key 'student_sample'"):
         load_config(AKDConfig, overrides=["student_sample=3"])

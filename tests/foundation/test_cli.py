@@ -13,7 +13,7 @@ def test_help_lists_subcommands():
 def test_bad_config_key_exits_2_with_message(tmp_path, capsys):
     code = main(["sft", "train.lrr=1"])
     assert code == 2
-    assert "unknown key 'lrr'" in capsys.readouterr().err
+    assert "command line: unknown key 'train.lrr' (did you mean 'train.lr'?)" in capsys.readouterr().err
 
 
 def test_missing_data_file_exits_2(tmp_path, capsys):

@@ -96,7 +96,7 @@ def test_no_stays_a_string_and_only_true_false_are_booleans(tmp_path):
 
 
 def test_typo_in_an_override_key_is_named_with_suggestion():
-    with pytest.raises(ConfigError, match=r"config\.train: unknown key 'lr_schedul' \(did you mean 'lr_schedule'\?\)"):
+    with pytest.raises(ConfigError, match=r"command line: unknown key 'train\.lr_schedul' \(did you mean 'train\.lr_schedule'\?\)"):
         load_config(SFTConfig, None, ["train.lr_schedul=cosine"])
     with pytest.raises(ConfigError, match=r"unknown key 'mdoel' \(did you mean 'model'\?\)"):
         load_config(SFTConfig, None, ["mdoel.dtype=float32"])

@@ -74,7 +74,7 @@ def test_command_line_bare_word_is_the_model_and_prompts_are_plain_text(tiny_dir
         sm.config_from_words(sm.SampleConfig, None, ["a", "b"])
     with pytest.raises(ConfigError, match="not a key"):
         sm.config_from_words(sm.ChatConfig, None, ["a", "prompt=hi"])
-    with pytest.raises(ConfigError, match="unknown key 'temprature'"):
+    with pytest.raises(ConfigError, match="unknown key 'generation.temprature'"):
         sm.config_from_words(sm.SampleConfig, None, ["a", "generation.temprature=1"])
 
 
