@@ -13,45 +13,64 @@ import sys
 
 from alignlab.errors import AlignlabError, describe_os_error
 
-COMMAND_MODULES = [
-    "alignlab.demo",
-    "alignlab.testbed.cli",
-    "alignlab.data.oasst.cli",
-    "alignlab.recipes.sft",
-    "alignlab.recipes.rm",
-    "alignlab.recipes.prefs",
-    "alignlab.recipes.ppo",
-    "alignlab.recipes.psle",
-    "alignlab.recipes.akd",
-    "alignlab.recipes.steer",
-    "alignlab.recipes.fv",
-    "alignlab.recipes.sea",
-    "alignlab.recipes.embed",
-    "alignlab.recipes.erm",
-    "alignlab.recipes.sample",
-    "alignlab.compare",
-    "alignlab.runs_index",
-]
+# name -> (module whose `register(sub)` adds it, one-line help). Static, so `alignlab --help`
+# imports nothing heavy; only the chosen command's module is imported (see `build_parser`).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("alignlab.demo", "Run the end-to-end demo on the built-in testbed (offline, CPU)"),
+    "testbed": ("alignlab.testbed.cli", "Build the offline testbed: world, tokenizer and base models"),
+    "data": ("alignlab.data.oasst.cli", "Read, validate and export OpenAssistant conversation trees"),
+    "sft": ("alignlab.recipes.sft", "Supervised fine-tuning on chat threads or prompt/response pairs"),
+    "rm": ("alignlab.recipes.rm", "Train a scalar-head reward model on ranking examples / preference pairs"),
+    "prefs": ("alignlab.recipes.prefs", "Preference optimisation: preference.loss=dpo | ipo | cal_dpo"),
+    "ppo": ("alignlab.recipes.ppo", "RLHF with PPO + KL penalty (optionally Elastic Reset)"),
+    "psle": ("alignlab.recipes.psle", "PSLE: principle-guided self-labelling"),
+    "akd": ("alignlab.recipes.akd", "AKD: adversarial knowledge distillation for code"),
+    "steer": ("alignlab.recipes.steer", "Train a steering vector (CAA) and sweep layers x coefficients"),
+    "fv": ("alignlab.recipes.fv", "Extract a function vector; zero-shot accuracy vs layer"),
+    "sea": ("alignlab.recipes.sea", "Spectral editing of activations: fit or evaluate an editor"),
+    "embed": ("alignlab.recipes.embed", "Embed (prompt, response) rows once with a frozen model (cached)"),
+    "erm": ("alignlab.recipes.erm", "Embedding reward models: train or evaluate heads/ensembles"),
+    "sample": ("alignlab.recipes.sample", "Print sampled completions of a model or run"),
+    "chat": ("alignlab.recipes.sample", "Chat with a model or run on stdin"),
+    "compare": ("alignlab.compare", "Overlay reward-vs-drift curves of several PPO runs (PNG + HTML)"),
+    "runs": ("alignlab.runs_index", "Index the runs under a folder as HTML (status, metrics, reports, curves)"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: list[str]) -> str | None:
+    """The subcommand named in argv (its first bare word), if it is one of ours."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported (every other command is a help line)."""
     parser = argparse.ArgumentParser(
         prog="alignlab",
         description="Align causal language models: data, SFT, reward models, DPO/IPO/Cal-DPO, "
         "PPO + Elastic Reset, steering/SEA, embedding reward models. Runs offline on a built-in test world.",
+        epilog="`alignlab COMMAND --help` lists a command's config keys with their defaults and types.",
     )
     from alignlab import __version__
 
     parser.add_argument("--version", action="version", version=f"alignlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    module = None
+    if command is not None:
         try:
-            module = importlib.import_module(name)
+            module = importlib.import_module(COMMANDS[command][0])
         except ModuleNotFoundError as e:
-            if e.name and name.startswith(e.name):
-                continue  # that part of the toolkit is not installed in this build
-            raise
-        module.register(sub)
+            if not (e.name and COMMANDS[command][0].startswith(e.name)):
+                raise  # else that part of the toolkit is not installed in this build
+    registered: set[str] = set()
+    for name, (path, help) in COMMANDS.items():
+        if module is not None and path == module.__name__:
+            if not registered:
+                before = set(sub.choices)
+                module.register(sub)
+                registered = set(sub.choices) - before
+        elif name not in registered:
+            sub.add_parser(name, help=help)
     return parser
 
 
@@ -68,8 +87,8 @@ def quiet_transformers() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_transformers()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(argv))
     args, extra = parser.parse_known_args(argv)
     if extra:  # key=value overrides may also follow --out / -c (argparse stops the positional list there)
         if not hasattr(args, "overrides") or any("=" not in x or x.startswith("-") for x in extra):
@@ -78,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    quiet_transformers()
     try:
         return int(args.func(args) or 0)
     except AlignlabError as e:

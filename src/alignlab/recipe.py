@@ -10,12 +10,14 @@ RUN/report.html and never prints; the CLI prints.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import time
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from alignlab.config import load_config
 from alignlab.runs import launched
@@ -48,6 +50,48 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
                         help="continue the run in --out even though its config differs from the one it was "
                         "started with (the change is logged in RUN/config_changes.log)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
+
+
+def type_name(tp: Any) -> str:
+    """A config annotation as a reader writes it: float, str | None, 'dpo' | 'ipo', list[str]."""
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "").replace("NoneType", "None")
+
+
+def config_keys(cls: type, prefix: str = "", defaults: Any = None) -> Iterator[str]:
+    """One `dotted.key: type = default` line per leaf field of config dataclass `cls`; nested
+    sections are flattened with the defaults the enclosing config gives them."""
+    hints = typing.get_type_hints(cls)
+    if defaults is None:
+        try:
+            defaults = cls()
+        except TypeError:  # a required field: show the class defaults field by field
+            defaults = None
+    for f in dataclasses.fields(cls):
+        tp, value = hints[f.name], getattr(defaults, f.name, dataclasses.MISSING)
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            yield from config_keys(tp, f"{prefix}{f.name}.", value if dataclasses.is_dataclass(value) else None)
+            continue
+        if value is dataclasses.MISSING and f.default is not dataclasses.MISSING:
+            value = f.default
+        shown = "(required)" if value is dataclasses.MISSING else repr(value)
+        yield f"{prefix}{f.name}: {type_name(tp)} = {shown}"
+
+
+def config_help(cls: type) -> str:
+    """The epilog of a command's --help: every config key with its type and default."""
+    lines = "\n".join(f"  {line}" for line in config_keys(cls))
+    return f"config keys (set in a -c YAML file or as key=value):\n{lines}"
+
+
+def add_config_parser(sub: argparse._SubParsersAction, name: str, help: str, config_cls: type,
+                      description: str = "") -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with its config keys, defaults and types."""
+    return sub.add_parser(name, help=help, description=(description or config_cls.__doc__ or help).strip(),
+                          epilog=config_help(config_cls), formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def resume_command(prog: str, args: argparse.Namespace) -> list[str]:
@@ -93,7 +137,7 @@ def register_recipe(sub: argparse._SubParsersAction, name: str, help: str, confi
                     run: Callable[[T], RunResult], rows_fn: RowsFn | None = None, rows_title: str = "",
                     title: str = "") -> argparse.ArgumentParser:
     """Add subcommand `name`: parse the config the one way, run, print the one summary."""
-    p = sub.add_parser(name, help=help, description=(config_cls.__doc__ or help).strip())
+    p = add_config_parser(sub, name, help, config_cls)
     add_recipe_args(p)
 
     def handler(args: argparse.Namespace) -> int:

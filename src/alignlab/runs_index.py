@@ -466,8 +466,10 @@ def main(cfg: RunsConfig, out: str | None = None) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """`alignlab runs [DIR] [key=value ...]`: a bare word is the folder (same as dir=DIR)."""
-    p = sub.add_parser("runs", help="Index the runs under a folder as HTML (status, metrics, reports, curves)",
-                       description=(RunsConfig.__doc__ or "").strip())
+    from alignlab.recipe import add_config_parser
+
+    p = add_config_parser(sub, "runs", "Index the runs under a folder as HTML (status, metrics, reports, curves)",
+                          RunsConfig)
     p.add_argument("--config", "-c", help="YAML config file")
     p.add_argument("--out", help="folder to write index.html to (default: DIR)")
     p.add_argument("overrides", nargs="*", metavar="DIR | key=value",

@@ -220,7 +220,9 @@ def config_from_words(cls: type, config: str | None, words: list[str]) -> Any:
 
 def _add(sub: argparse._SubParsersAction, name: str, help: str, cls: type, fn) -> None:
     """A subcommand with the one flag style (-c CONFIG, key=value); a bare word is the model."""
-    p = sub.add_parser(name, help=help, description=(cls.__doc__ or help).strip())
+    from alignlab.recipe import add_config_parser
+
+    p = add_config_parser(sub, name, help, cls)
     p.add_argument("--config", "-c", help="YAML config file")
     p.add_argument("overrides", nargs="*", metavar="MODEL | key=value",
                    help="the model or run folder, then config overrides, e.g. generation.temperature=0.7")
