@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+from types import ModuleType
 
 from alignlab.errors import AlignlabError, describe_os_error
 
@@ -37,14 +38,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+ALL = "*"  # build_parser(ALL): every command registered in full (what tests that parse any command use)
+
+
 def chosen_command(argv: list[str]) -> str | None:
     """The subcommand named in argv (its first bare word), if it is one of ours."""
     word = next((a for a in argv if not a.startswith("-")), None)
     return word if word in COMMANDS else None
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; only `command`'s module is imported (every other command is a help line)."""
+def _import_command(path: str) -> ModuleType | None:
+    """The module of a command; None when that part of the toolkit is not installed in this build."""
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError as e:
+        if e.name and path.startswith(e.name):
+            return None
+        raise
+
+
+def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
+    """The parser with `command` registered in full (ALL: every command; None: none), every
+    other command as a help line only, so only the chosen command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="alignlab",
         description="Align causal language models: data, SFT, reward models, DPO/IPO/Cal-DPO, "
@@ -55,21 +70,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"alignlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    module = None
-    if command is not None:
-        try:
-            module = importlib.import_module(COMMANDS[command][0])
-        except ModuleNotFoundError as e:
-            if not (e.name and COMMANDS[command][0].startswith(e.name)):
-                raise  # else that part of the toolkit is not installed in this build
-    registered: set[str] = set()
     for name, (path, help) in COMMANDS.items():
-        if module is not None and path == module.__name__:
-            if not registered:
-                before = set(sub.choices)
-                module.register(sub)
-                registered = set(sub.choices) - before
-        elif name not in registered:
+        if name in sub.choices:
+            continue  # registered with another command of its module
+        chosen = command == ALL or (command in COMMANDS and COMMANDS[command][0] == path)
+        module = _import_command(path) if chosen else None
+        if module is not None:
+            module.register(sub)
+        elif command != ALL:
             sub.add_parser(name, help=help)
     return parser
 
