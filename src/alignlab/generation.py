@@ -14,18 +14,8 @@ from typing import Any
 
 import torch
 
-from alignlab.config import bounded
+from alignlab.method_settings import SamplingSettings  # noqa: F401  (re-exported: configs import it light)
 from alignlab.scoring import pad_batch
-
-
-@dataclass
-class SamplingSettings:
-    """How responses are sampled (rollouts, self-labelling, code attempts): one settings block."""
-
-    max_new_tokens: int = bounded(24, ge=1)
-    temperature: float = bounded(1.0, ge=0)  # 0 = greedy
-    top_p: float = bounded(1.0, gt=0, le=1)
-    batch_size: int = bounded(64, ge=1)  # sequences per generation / scoring forward
 
 
 @dataclass

@@ -14,7 +14,8 @@ from alignlab.akd.loss import akd_loss, akd_loss_fn, round_means, sequence_nll, 
 from alignlab.akd.proposer import FixedProposer, FreshTestsProposer
 from alignlab.eval.pass_at_k import Problem
 from alignlab.eval.sandbox import run_programs
-from alignlab.losses.preference import PreferenceLossSettings, preference_loss
+from alignlab.losses.preference import preference_loss
+from alignlab.method_settings import PreferenceLossSettings
 from alignlab.scoring import PairLogps, pair_response_logprobs, response_logprobs
 from alignlab.train.online import to_device
 

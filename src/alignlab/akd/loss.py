@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from alignlab.losses.preference import PreferenceLossSettings
+from alignlab.method_settings import PreferenceLossSettings
 from alignlab.scoring import (
     PairLogps,
     pair_masks,

@@ -18,7 +18,7 @@ from alignlab.config import ModelSettings, TrainSettings
 from alignlab.demo_stages import DemoContext, StageResult
 from alignlab.eval.preference import spearman, win_rate
 from alignlab.generation import sample
-from alignlab.losses.preference import PreferenceLossSettings
+from alignlab.method_settings import PreferenceLossSettings
 from alignlab.models import load_model
 from alignlab.models.reward import RewardModel
 from alignlab.plots import line_plot

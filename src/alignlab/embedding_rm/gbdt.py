@@ -9,7 +9,6 @@ is scored against the mean training embedding, g(x − x̄).
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +16,9 @@ import numpy as np
 from alignlab.embedding_rm.data import PairData, check_embeddings
 from alignlab.embedding_rm.heads import OBJECTIVES
 from alignlab.errors import ConfigError, DataError
+from alignlab.method_settings import GBDTSettings  # noqa: F401  (re-exported: configs import it light)
 from alignlab.progress import progress_bar
 from alignlab.threads import cpu_threads
-
-
-@dataclass
-class GBDTSettings:
-    """Histogram gradient-boosted trees (scikit-learn) with early stopping on 10 % of rows."""
-
-    max_iter: int = 200
-    learning_rate: float = 0.1
-    max_leaf_nodes: int = 31
-    l2_regularization: float = 0.0
-    early_stopping: bool = True
-    seed: int = 0
-    threads: int = 0  # OpenMP threads while training (0 = scikit-learn's default)
 
 
 class GBDTRewardModel:

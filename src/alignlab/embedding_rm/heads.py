@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from alignlab.embedding_rm.data import PairData, check_embeddings
 from alignlab.errors import ConfigError, DataError
+from alignlab.method_settings import MLPSettings  # noqa: F401  (re-exported: configs import it light)
 from alignlab.progress import progress_bar
 from alignlab.threads import cpu_threads
 
@@ -84,22 +85,6 @@ class StackedMLP(torch.nn.Module):
     def _tail(self, h: torch.Tensor) -> torch.Tensor:
         h = torch.baddbmm(self.b2, h, self.w2).relu_()
         return torch.baddbmm(self.b3, h, self.w3).squeeze(-1)
-
-
-@dataclass
-class MLPSettings:
-    """MLP head training (SPEC: D → 1024 → 512 → 1, Adam 1e-3, ≤ 30 epochs, early stop)."""
-
-    hidden: list[int] = field(default_factory=lambda: [1024, 512])
-    lr: float = 1e-3
-    epochs: int = 30
-    batch_size: int = 512
-    patience: int = 2  # evaluations without improvement before a head stops
-    evals_per_epoch: int = 2
-    val_frac: float = 0.1
-    weight_decay: float = 0.0
-    seed: int = 0
-    threads: int = 0  # CPU threads while training (0 = torch's default)
 
 
 class MLPRewardModel:

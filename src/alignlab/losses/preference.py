@@ -8,13 +8,9 @@ the mean. Implicit rewards are reported as `β·h` for every method.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-
-from alignlab.config import bounded
 
 LOSSES = ("dpo", "ipo", "cal_dpo")
 CALIBRATION_REDUCTIONS = ("example", "batch_mean")
@@ -88,22 +84,6 @@ def preference_loss(
     metrics["logps_chosen"] = policy_chosen.detach().mean()
     metrics["logps_rejected"] = policy_rejected.detach().mean()
     return losses.mean(), metrics
-
-
-@dataclass
-class PreferenceLossSettings:
-    """The DPO-family objective shared by `prefs` and `akd`: which loss, β, Cal-DPO's calibration."""
-
-    loss: Literal["dpo", "ipo", "cal_dpo"] = "dpo"
-    beta: float = bounded(0.1, gt=0)
-    calibration_weight: float = bounded(1.0, ge=0)  # Cal-DPO: weight of the squared calibration terms
-    calibration_reduction: Literal["example", "batch_mean"] = "example"  # Cal-DPO (official script: batch_mean)
-
-    def __call__(self, policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-                 ref_rejected: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """`preference_loss` with these settings."""
-        return preference_loss(self.loss, policy_chosen, policy_rejected, ref_chosen, ref_rejected, self.beta,
-                               self.calibration_weight, self.calibration_reduction)
 
 
 def implicit_reward_metrics(h_w: torch.Tensor, h_l: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:

@@ -13,15 +13,15 @@ in (0, 1), the two sum to 1 and nothing generated is dropped.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 
 from alignlab.losses.preference import dpo_loss, log_ratios
+from alignlab.method_settings import RankingLoss  # noqa: F401  (re-exported)
 from alignlab.scoring import PairLogps, sequence_logps
 
-RankingLoss = Literal["simpo", "dpo"]
 RANKING_LOSSES: tuple[str, ...] = get_args(RankingLoss)
 
 

@@ -29,37 +29,25 @@ import argparse
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from alignlab.akd.curriculum import SkillStats, curriculum_draw
-from alignlab.akd.data import (
-    Attempt,
-    RoundBuffer,
-    build_round_buffer,
-    role_rates,
-    run_attempts,
-    select_training_data,
-    update_stats,
-)
-from alignlab.akd.loss import akd_loss_fn, round_means, step_sizes
-from alignlab.akd.proposer import FixedProposer, FreshTestsProposer, Proposer
 from alignlab.akd.report import round_rows, summarize, write_akd_report
 from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
 from alignlab.errors import ConfigError
-from alignlab.eval import pass_at_k as pak
-from alignlab.eval.pass_at_k import Problem
 from alignlab.eval.sandbox import SandboxLimits
-from alignlab.generation import SamplingSettings
-from alignlab.losses.preference import PreferenceLossSettings
-from alignlab.models import load_model
+from alignlab.method_settings import PreferenceLossSettings, SamplingSettings
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
-from alignlab.resolve import code_problems, require
 from alignlab.runs import RunDir
-from alignlab.scoring import Packed, PairLogps, chunked_response_logprobs
-from alignlab.train.loop import Trainer, seed_everything
-from alignlab.train.online import device_generator
+
+if TYPE_CHECKING:
+    import torch
+
+    from alignlab.akd.data import Attempt, RoundBuffer
+    from alignlab.akd.proposer import Proposer
+    from alignlab.eval.pass_at_k import Problem
+    from alignlab.scoring import Packed, PairLogps
+    from alignlab.train.loop import Trainer
 
 
 @dataclass
@@ -148,6 +136,8 @@ class AKDConfig:
 def validate(cfg: AKDConfig) -> None:
     """The checks loading cannot make (student, teacher and problems are required; ranges again
     for a config built in code); errors name the key."""
+    from alignlab.resolve import require
+
     from_dict(type(cfg), to_dict(cfg))  # every load-time check, also for a config built in code
     require(cfg.student.name_or_path, "student.name_or_path", "the student model")
     require(cfg.teacher.name_or_path, "teacher.name_or_path", "the teacher model")
@@ -164,6 +154,9 @@ def limits(cfg: AKDConfig) -> SandboxLimits:
 
 def load_problems(cfg: AKDConfig) -> tuple[Proposer, list[Problem]]:
     """(proposer over the training skills, held-out problems); the two never share a task_id."""
+    from alignlab.akd.proposer import FixedProposer, FreshTestsProposer
+    from alignlab.resolve import code_problems
+
     problems = code_problems(cfg.problems, cfg.eval_problems, cfg.heldout_every)
     proposer: Proposer = (FreshTestsProposer(problems.train, cfg.n_tests) if problems.fresh_tests
                           else FixedProposer(problems.train))
@@ -190,6 +183,8 @@ class AKDState:
 def attempt(model: torch.nn.Module, tokenizer, problems: list[Problem], n: int, cfg: AKDConfig,
             generator: torch.Generator) -> list[list[str]]:
     """n sampled, truncated completions per problem (tests may replace this to script a teacher)."""
+    from alignlab.eval import pass_at_k as pak
+
     g = cfg.generation
     return pak.sample_completions(model, tokenizer, problems, n, g.max_new_tokens, g.temperature, g.top_p,
                                   g.batch_size, generator)
@@ -202,6 +197,8 @@ def write_attempts(run_dir: RunDir, round_no: int, attempts: list[Attempt]) -> N
 
 def reference_logps(model: torch.nn.Module, pairs: Packed, batch_size: int) -> PairLogps:
     """Summed response log-probs of `pack_pairs` rows under `model` (the student now), no grad, on CPU."""
+    from alignlab.scoring import PairLogps, chunked_response_logprobs
+
     device = next(model.parameters()).device
     rows = chunked_response_logprobs(model, pairs.to(device), 1.0, batch_size).sum(-1).float().cpu()
     return PairLogps.from_halves(rows)
@@ -220,10 +217,14 @@ class AKDRounds:
 
     def generator(self, round_no: int, role: int) -> torch.Generator:
         """Sampling generator of (round, role) on the model's device; the same on every process."""
+        from alignlab.train.online import device_generator
+
         return device_generator(self.cfg.train.seed * 1_000_003 + round_no * 7 + role, self.trainer.device)
 
     def held_out(self, model: torch.nn.Module, tokenizer, round_no: int, label: str) -> dict[str, float]:
         """Held-out pass@k (`eval_pass@k` keys) with a fixed sampling seed; samples go to RUN/eval/."""
+        from alignlab.eval import pass_at_k as pak
+
         cfg = self.cfg
         e, g = cfg.eval, cfg.generation
         res = pak.evaluate_pass_at_k(model, tokenizer, self.held, e.n, e.ks, g.max_new_tokens, e.temperature,
@@ -237,6 +238,8 @@ class AKDRounds:
 
     def start(self) -> dict[str, Any]:
         """Round 0: held-out pass@k of student (and teacher), and the probe of every skill."""
+        from alignlab.akd.data import run_attempts, update_stats
+
         cfg = self.cfg
         rec: dict[str, Any] = {"round": 0, **self.evaluate(0)}
         if cfg.eval.teacher:
@@ -257,6 +260,14 @@ class AKDRounds:
 
     def collect(self, r: int) -> RoundBuffer:
         """Round r's exercises, attempts and training data, with the reference log-probs of its pairs."""
+        from alignlab.akd.data import (
+            build_round_buffer,
+            role_rates,
+            run_attempts,
+            select_training_data,
+            update_stats,
+        )
+
         cfg, cur, policy = self.cfg, self.cfg.curriculum, self.trainer.unwrapped
         rng = random.Random(cfg.train.seed * 100_003 + r)
         drawn, info = curriculum_draw(self.state.stats, self.proposer.skills, cfg.exercises_per_round, cur.buckets,
@@ -281,6 +292,8 @@ class AKDRounds:
 
     def finish(self, r: int, buffer: RoundBuffer, step_metrics: list[dict[str, float]]) -> dict[str, Any]:
         """The round's record: what collect measured, steps taken and exact round-mean losses."""
+        from alignlab.akd.loss import round_means, step_sizes
+
         sizes = step_sizes(buffer.epoch_sizes, self.cfg.train.grad_accum)
         return {**buffer.record, "steps": len(step_metrics), **round_means(step_metrics, sizes)}
 
@@ -298,6 +311,10 @@ def report_notes(cfg: AKDConfig) -> list[str]:
 
 def run(cfg: AKDConfig) -> RunResult:
     """Distil cfg.teacher into cfg.student over cfg.rounds adversarial rounds; held-out pass@k before/after."""
+    from alignlab.akd.loss import akd_loss_fn
+    from alignlab.models import load_model
+    from alignlab.train.loop import Trainer, seed_everything
+
     validate(cfg)
     seed_everything(cfg.train.seed)
     run_dir = RunDir(cfg.output_dir or default_run_dir("akd"))

@@ -19,10 +19,8 @@ from pathlib import Path
 
 from alignlab.config import Range, bounded
 from alignlab.data.jsonl import read_jsonl
-from alignlab.embedding_rm.embed import EmbedSettings, cached_rows, embed_pairs, load_encoder
-from alignlab.embedding_rm.store import rows_from_records, write_store
+from alignlab.method_settings import EmbedSettings
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
-from alignlab.resolve import require
 from alignlab.runs import RunDir
 
 # Ranges of the encoder settings, checked where this recipe loads them (EmbedSettings lives beside the encoder).
@@ -56,6 +54,10 @@ def default_cache_dir() -> Path:
 
 def run(cfg: EmbedConfig) -> RunResult:
     """Embed cfg.data with cfg.model into the run folder; metrics say how many rows, how fast, cached or not."""
+    from alignlab.embedding_rm.embed import cached_rows, embed_pairs, load_encoder
+    from alignlab.embedding_rm.store import rows_from_records, write_store
+    from alignlab.resolve import require
+
     require(cfg.model, "model", "an encoder ('minilm', a model folder, a hub id or a name alignlab.resolve knows)")
     require(cfg.data, "data", "a JSONL file of (prompt, response) rows or chosen/rejected pairs")
     records = read_jsonl(cfg.data)

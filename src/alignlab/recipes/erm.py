@@ -14,23 +14,20 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
 from alignlab.config import Range, bounded
-from alignlab.embedding_rm.annotate import simulate_preferences
-from alignlab.embedding_rm.data import PairData
-from alignlab.embedding_rm.ensemble import AGGREGATIONS, RewardEnsemble, train_ensemble
-from alignlab.embedding_rm.evaluation import evaluate, gold_pairs, summary
-from alignlab.embedding_rm.gbdt import GBDTSettings
-from alignlab.embedding_rm.heads import MLPSettings
-from alignlab.embedding_rm.store import Store, read_store
 from alignlab.errors import DataError
 from alignlab.eval.best_of_n import plot_bon
+from alignlab.method_settings import GBDTSettings, MLPSettings
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
-from alignlab.resolve import require
 from alignlab.runs import RunDir
+
+if TYPE_CHECKING:
+    from alignlab.embedding_rm.data import PairData
+    from alignlab.embedding_rm.store import Store
 
 Aggregation = Literal["mean", "min", "mean_minus_std"]
 
@@ -51,7 +48,7 @@ class ERMConfig:
     mode: Literal["train", "eval"] = "train"
     embeddings: str = ""  # folder written by `alignlab embed` (both modes)
     model: str = ""  # mode=eval: the RUN/model folder written by mode=train
-    aggregations: list[Aggregation] = field(default_factory=lambda: list(AGGREGATIONS))  # scorers evaluated
+    aggregations: list[Aggregation] = field(default_factory=lambda: list(get_args(Aggregation)))  # scorers evaluated
     head: Literal["mlp", "gbdt"] = "mlp"
     objective: Literal["bt", "cls"] = "bt"  # Bradley–Terry | classification (chosen = 1)
     members: int = bounded(1, ge=1)  # ensemble size M (1 = a single model)
@@ -78,6 +75,10 @@ class ERMConfig:
 def split_store(store: Store, cfg: ERMConfig) -> tuple[PairData, PairData | None, np.ndarray | None]:
     """(train pairs, held-out pairs, held-out rows with gold): a split of the pairs, or with
     cfg.quality ≥ 0 a split of the prompts whose training pairs a simulated annotator labels."""
+    from alignlab.embedding_rm.annotate import simulate_preferences
+    from alignlab.embedding_rm.data import PairData
+    from alignlab.embedding_rm.evaluation import gold_pairs
+
     if cfg.quality < 0:
         if store.pairs is None:
             raise DataError(f"{store.path}: no pairs.npz; give chosen/rejected data or quality=Q with gold rewards")
@@ -100,6 +101,8 @@ def split_store(store: Store, cfg: ERMConfig) -> tuple[PairData, PairData | None
 
 def eval_set(store: Store) -> tuple[PairData | None, np.ndarray | None]:
     """A whole folder as a test set: its pairs (else gold-labelled same-prompt pairs) and, with gold, all rows."""
+    from alignlab.embedding_rm.evaluation import gold_pairs
+
     if store.pairs is None and store.gold is None:
         raise DataError(f"{store.path}: nothing to evaluate against (no pairs.npz and no gold.npy)")
     rows = np.arange(store.emb.shape[0]) if store.gold is not None else None
@@ -108,6 +111,11 @@ def eval_set(store: Store) -> tuple[PairData | None, np.ndarray | None]:
 
 def run(cfg: ERMConfig) -> RunResult:
     """Train (and evaluate on the held-out split) or evaluate a saved ensemble; one metrics row per scorer."""
+    from alignlab.embedding_rm.ensemble import RewardEnsemble, train_ensemble
+    from alignlab.embedding_rm.evaluation import evaluate, summary
+    from alignlab.embedding_rm.store import read_store
+    from alignlab.resolve import require
+
     require(cfg.embeddings, "embeddings", "the folder written by `alignlab embed` (embeddings=DIR)")
     store = read_store(cfg.embeddings)
     if cfg.mode == "train":

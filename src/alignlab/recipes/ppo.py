@@ -16,31 +16,25 @@ from __future__ import annotations
 import argparse
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-
-from alignlab import resolve
 from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
-from alignlab.data.chat import check_chat_template, format_query
 from alignlab.errors import ConfigError
-from alignlab.eval.drift import perplexity, sampled_kl
-from alignlab.generation import SamplingSettings
-from alignlab.losses.rl import (
-    clipped_policy_loss,
-    clipped_value_loss,
-    entropy_from_logits,
-    make_kl_controller,
-    masked_mean,
-)
-from alignlab.models import load_model
+from alignlab.lazy import lazy_names
+from alignlab.method_settings import ElasticResetSettings, SamplingSettings
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
-from alignlab.rl.elastic_reset import ElasticReset, ElasticResetCallback, ElasticResetSettings
-from alignlab.rl.policy import PolicyWithValue
-from alignlab.rl.rewards import RewardFn, RewardProcessor, check_finite_rewards
-from alignlab.rl.rollout import Rollout, collect_rollout, finish_rollout
 from alignlab.runs import RunDir
-from alignlab.train.loop import Trainer, device_generator, mean_metrics, seed_everything
+
+if TYPE_CHECKING:
+    import torch
+
+    from alignlab.rl.rewards import RewardFn
+    from alignlab.rl.rollout import Rollout
+
+# torch-side names read as attributes of this module (tests patch them), imported on first use
+__getattr__ = lazy_names(globals(), {
+    "resolve": "alignlab.resolve",
+})
 
 
 @dataclass
@@ -115,6 +109,9 @@ def validate(cfg: PPOConfig) -> int:
 def load_prompts(cfg: PPOConfig, tokenizer) -> tuple[list[str], list[str]]:
     """(training prompts, held-out evaluation prompts) as text; chat prompts through the template
     (a DataError naming `prompts` when the model has none)."""
+    from alignlab import resolve
+    from alignlab.data.chat import check_chat_template, format_query
+
     train, held = resolve.prompt_split(cfg.prompts, cfg.n_prompts, cfg.eval.n_prompts, cfg.train.seed, "prompts")
     check_chat_template(tokenizer, [*train, *held], cfg.prompts)
     return [format_query(tokenizer, p) for p in train], [format_query(tokenizer, p) for p in held]
@@ -130,6 +127,8 @@ def ppo_loss(model: torch.nn.Module, mb: dict[str, Any], cfg: PPOConfig) -> tupl
 def can_fuse_scoring(cfg: PPOConfig, model: torch.nn.Module) -> bool:
     """True when the update's first forward sees exactly π_old: one epoch, one minibatch holding
     the whole rollout, no accumulation, and no dropout (eval- and train-mode forwards agree)."""
+    import torch
+
     p, t = cfg.ppo, cfg.train
     dropout = any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
     attn_dropout = float(getattr(getattr(model, "config", None), "attention_dropout", 0.0) or 0.0)
@@ -145,6 +144,8 @@ def fused_ppo_loss(model: torch.nn.Module, rollout: Rollout, processed: torch.Te
     gives; rewards, GAE and whitening follow, then the usual losses (ratio = 1, so the clipped
     objective's gradient is −A·∇log π). Batch statistics go to `stats_out`.
     """
+    from alignlab.rl.rollout import finish_rollout
+
     p = cfg.ppo
     logp, values, logits = model(rollout.packed, cfg.generation.temperature)
     rollout.logprobs, rollout.values = logp.detach(), values.detach()
@@ -158,6 +159,15 @@ def fused_ppo_loss(model: torch.nn.Module, rollout: Rollout, processed: torch.Te
 def ppo_loss_terms(logp: torch.Tensor, values: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor,
                    mb: dict[str, Any], cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, Any]]:
     """The PPO objective from this forward's log-probs, values and logits and the batch's old values."""
+    import torch
+
+    from alignlab.losses.rl import (
+        clipped_policy_loss,
+        clipped_value_loss,
+        entropy_from_logits,
+        masked_mean,
+    )
+
     p = cfg.ppo
     pg, pstats = clipped_policy_loss(logp, mb["old_logprobs"], mb["advantages"], mask, p.clip)
     vf, vstats = clipped_value_loss(values, mb["old_values"], mb["returns"], mask, p.value_clip)
@@ -189,6 +199,10 @@ def evaluate_drift(policy_lm: torch.nn.Module, initial: torch.nn.Module, tokeniz
                    reward_fn: RewardFn, ref_texts: list[str], max_new_tokens: int, batch_size: int,
                    seed: int, gold: RewardFn | None = None) -> dict[str, float]:
     """Reward and drift of the current policy: eval_reward, eval_kl (k1), eval_kl_k3, eval_ppl."""
+    from alignlab.eval.drift import perplexity, sampled_kl
+    from alignlab.rl.rewards import check_finite_rewards
+    from alignlab.train.loop import device_generator
+
     g = device_generator(seed, next(policy_lm.parameters()).device)
     skl = sampled_kl(policy_lm, initial, tokenizer, prompts, max_new_tokens, batch_size, g)
     scores = check_finite_rewards(list(reward_fn(prompts, skl.texts)), prompts, skl.texts, " (evaluation)")
@@ -206,6 +220,16 @@ def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def run(cfg: PPOConfig) -> RunResult:
     """Train cfg.model with PPO on cfg.prompts against cfg.reward; returns run dir + final numbers."""
+
+    from alignlab import resolve
+    from alignlab.losses.rl import make_kl_controller
+    from alignlab.models import load_model
+    from alignlab.rl.elastic_reset import ElasticReset, ElasticResetCallback
+    from alignlab.rl.policy import PolicyWithValue
+    from alignlab.rl.rewards import RewardProcessor
+    from alignlab.rl.rollout import collect_rollout, finish_rollout
+    from alignlab.train.loop import Trainer, mean_metrics, seed_everything
+
     steps_per_iter = validate(cfg)
     p, g, er_cfg = cfg.ppo, cfg.generation, cfg.elastic_reset
     seed_everything(cfg.train.seed)

@@ -21,26 +21,23 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
 from alignlab.data.preference import read_preferences, split_records
-from alignlab.data.preference_batches import (
-    EncodedPair,
-    collate_pairs,
-    collate_pairs_packed,
-    encode_pairs,
-)
 from alignlab.data.tables import ColumnMap
 from alignlab.errors import ConfigError, DataError
-from alignlab.losses.preference import PreferenceLossSettings
-from alignlab.models import load_model
+from alignlab.lazy import no_grad
+from alignlab.method_settings import PreferenceLossSettings
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
-from alignlab.scoring import PairLogps, packing_supported, pair_logps
-from alignlab.train.loop import Trainer, seed_everything, to_device
+
+if TYPE_CHECKING:
+    import torch
+
+    from alignlab.data.preference_batches import EncodedPair
+    from alignlab.scoring import PairLogps
+    from alignlab.train.loop import Trainer
 
 
 @dataclass
@@ -93,15 +90,23 @@ def _core(model: torch.nn.Module) -> torch.nn.Module:
 
 def pair_collator(model: torch.nn.Module, pad_id: int, packing: bool = True):
     """The batch layout for `model`: packed pairs when its attention takes a custom mask."""
+    from alignlab.data.preference_batches import collate_pairs, collate_pairs_packed
+    from alignlab.scoring import packing_supported
+
     if packing and packing_supported(model):
         return lambda items: collate_pairs_packed(items, pad_id)
     return lambda items: collate_pairs(items, pad_id)
 
 
-@torch.no_grad()
+@no_grad
 def _logps_of(model: torch.nn.Module, items: Sequence[EncodedPair], pad_id: int, batch_size: int,
               length_normalize: bool, disable_adapter: bool = False, packing: bool = True) -> torch.Tensor:
     """[N, 2] (chosen, rejected) log-probs of `items` in order, no gradient."""
+    import torch
+
+    from alignlab.scoring import pair_logps
+    from alignlab.train.loop import to_device
+
     core = _core(model)
     was = core.training
     core.eval()
@@ -132,6 +137,8 @@ def precompute_reference(model: torch.nn.Module, items: Sequence[EncodedPair], p
                          cache: Any = None, key: str = "", packing: bool = True) -> None:
     """Fill `ref_chosen` / `ref_rejected` of every item, once: shards over processes, gathers,
     and reuses a cache file (`cache`, keyed by data + reference) when it matches."""
+    import torch
+
     if cache is not None and cache.exists():
         saved = torch.load(cache, weights_only=True)
         if saved.get("key") == key and saved["logps"].shape[0] == len(items):
@@ -168,6 +175,10 @@ def _assign(items: Sequence[EncodedPair], logps: torch.Tensor) -> None:
 
 def make_loss_fn(cfg: PrefsConfig, ref_model: torch.nn.Module | None = None):
     """loss_fn(model, batch) for the shared loop; reference from the batch, a copy, or the base weights."""
+    import torch
+
+    from alignlab.scoring import PairLogps, pair_logps
+
 
     def reference(model: torch.nn.Module, batch: dict[str, Any]) -> PairLogps:
         if "ref_logps" in batch and cfg.reference == "precomputed":
@@ -189,11 +200,13 @@ def make_loss_fn(cfg: PrefsConfig, ref_model: torch.nn.Module | None = None):
     return loss_fn
 
 
-@torch.no_grad()
+@no_grad
 def evaluate_pairs(model: torch.nn.Module | None, items: Sequence[EncodedPair], pad_id: int, cfg: PrefsConfig,
                    prefix: str = "eval_") -> dict[str, float]:
     """Held-out loss, implicit-reward accuracy, chosen/rejected rewards and margin (items carry ref
     log-probs); `model=None` scores the reference itself (h = 0)."""
+    import torch
+
     if not items:
         return {}
     ref = torch.tensor([[e.ref_chosen, e.ref_rejected] for e in items])
@@ -229,6 +242,10 @@ def _reward_figure(run_dir: RunDir, title: str) -> Any:
 
 def run(cfg: PrefsConfig) -> RunResult:
     """Train with DPO / IPO / Cal-DPO; returns the run, held-out metrics before/after and time per step."""
+    from alignlab.data.preference_batches import encode_pairs
+    from alignlab.models import load_model
+    from alignlab.train.loop import Trainer, seed_everything
+
     _check(cfg)
     seed_everything(cfg.train.seed)
     run_dir = RunDir(cfg.output_dir or default_run_dir(cfg.preference.loss))

@@ -16,39 +16,31 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from alignlab import resolve
 from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
-from alignlab.data.chat import Messages, check_chat_template, format_query
 from alignlab.errors import ConfigError
-from alignlab.generation import SamplingSettings, sample
-from alignlab.losses.psle import (
-    RankingLoss,
-    psle_loss,
-    sft_weights,
-    split_by_threshold,
-    threshold_schedule,
-)
-from alignlab.models import load_model
+from alignlab.lazy import lazy_names, no_grad
+from alignlab.method_settings import RankingLoss, SamplingSettings
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
-from alignlab.rl.rewards import RewardFn, check_finite_rewards
 from alignlab.runs import RunDir
-from alignlab.scoring import (
-    Packed,
-    PairLogps,
-    chunked_response_logprobs,
-    pack_pairs,
-    pair_masks,
-    pair_response_logprobs,
-    pair_rows,
-    sequence_logps,
-)
-from alignlab.train.loop import Trainer, device_generator, seed_everything
 
-Query = str | Messages
+if TYPE_CHECKING:
+    import torch
+
+    from alignlab.rl.rewards import RewardFn
+    from alignlab.scoring import Packed, PairLogps
+    from alignlab.train.loop import Trainer
+
+# torch-side names read as attributes of this module (tests patch them), imported on first use
+_lazy = __getattr__ = lazy_names(globals(), {
+    "Trainer": "alignlab.train.loop:Trainer",
+    "load_model": "alignlab.models:load_model",
+    "resolve": "alignlab.resolve",
+    "sample": "alignlab.generation:sample",
+})
+
+Query = str | list[dict[str, str]]  # text, or chat messages (alignlab.data.chat.Messages)
 
 
 @dataclass
@@ -104,11 +96,15 @@ def validate(cfg: PSLEConfig) -> int:
 
 def load_queries(cfg: PSLEConfig) -> tuple[list[Query], list[Query]]:
     """(training queries, held-out queries), through the name resolver."""
+    from alignlab import resolve
+
     return resolve.prompt_split(cfg.queries, cfg.n_queries, cfg.eval_queries, cfg.train.seed, "queries")
 
 
 def plain_prompt(tokenizer, query: Query) -> str:
     """The query as the model sees it: a text prompt as is, chat messages through the template."""
+    from alignlab.data.chat import format_query
+
     return format_query(tokenizer, query)
 
 
@@ -165,6 +161,8 @@ class Labelled:
 
     def minibatch(self, queries: torch.Tensor) -> PSLEBatch:
         """Both responses of `queries`, trimmed to their longest response."""
+        from alignlab.scoring import PairLogps, pair_rows
+
         ref = self.ref_logps
         return PSLEBatch(self.packed.select(pair_rows(queries, len(self))), self.pair_mask[queries],
                          self.weights[queries],
@@ -194,6 +192,13 @@ class Labelled:
 def label_queries(lm: torch.nn.Module, tokenizer, queries: list[Query], cfg: PSLEConfig, reward_fn: RewardFn,
                   tau: float, generator: torch.Generator, where: str = "") -> Labelled:
     """Sample y and y_p per query, reward both on the plain query and split by τ (buffer on CPU)."""
+    import torch
+
+    from alignlab.losses.psle import sft_weights, split_by_threshold
+    from alignlab.rl.rewards import check_finite_rewards
+    from alignlab.scoring import PairLogps, chunked_response_logprobs, pack_pairs, sequence_logps
+    sample = _lazy("sample")
+
     g = cfg.generation
     plain = [plain_prompt(tokenizer, q) for q in queries]
     guided = [principle_prompt(tokenizer, q, cfg.principle) for q in queries]
@@ -218,6 +223,9 @@ def label_queries(lm: torch.nn.Module, tokenizer, queries: list[Query], cfg: PSL
 
 def make_loss_fn(cfg: PSLEConfig):
     """loss_fn(model, batch) for `Trainer.step`: `psle_loss` plus sums for exact iteration means."""
+    from alignlab.losses.psle import psle_loss
+    from alignlab.scoring import pair_masks, pair_response_logprobs
+
 
     def loss_fn(model: torch.nn.Module, mb: PSLEBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         lp = pair_response_logprobs(model, mb.packed)
@@ -242,10 +250,14 @@ def iteration_losses(window: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-@torch.no_grad()
+@no_grad
 def evaluate_reward(lm: torch.nn.Module, tokenizer, queries: list[Query], reward_fn: RewardFn,
                     cfg: PSLEConfig, gold: RewardFn | None) -> dict[str, float]:
     """Mean reward (and gold reward) of plain-query samples on held-out queries, fixed sampling seed."""
+    from alignlab.rl.rewards import check_finite_rewards
+    from alignlab.train.loop import device_generator
+    sample = _lazy("sample")
+
     g = cfg.generation
     prompts = [plain_prompt(tokenizer, q) for q in queries]
     generator = device_generator(cfg.train.seed + 7, next(lm.parameters()).device)
@@ -272,6 +284,13 @@ def write_samples(run_dir: RunDir, trainer: Trainer, rows: list[dict[str, Any]],
 
 def run(cfg: PSLEConfig) -> RunResult:
     """Train cfg.model with PSLE; returns the run dir and held-out reward before/after."""
+    from alignlab import resolve
+    from alignlab.data.chat import check_chat_template
+    from alignlab.losses.psle import threshold_schedule
+    from alignlab.models import load_model
+    from alignlab.train.loop import seed_everything
+    Trainer = _lazy("Trainer")
+
     steps_per_iter = validate(cfg)
     seed_everything(cfg.train.seed)
     run_dir = RunDir(cfg.output_dir or default_run_dir("psle"))

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from alignlab.config import ModelSettings, TrainSettings, bounded
 from alignlab.data.preference import read_rankings, split_records
-from alignlab.data.preference_batches import EncodedRanking, collate_rankings, encode_rankings
 from alignlab.data.tables import ColumnMap
 from alignlab.errors import ConfigError, DataError
 from alignlab.eval.preference import mean_kendall_tau, ranking_accuracy
-from alignlab.losses.preference import reward_ranking_loss
-from alignlab.models.reward import load_reward_model, reward_scores
+from alignlab.lazy import no_grad
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
-from alignlab.train.loop import Trainer, seed_everything
+
+if TYPE_CHECKING:
+    import torch
+
+    from alignlab.data.preference_batches import EncodedRanking
 
 
 @dataclass
@@ -52,6 +52,9 @@ class RewardConfig:
 
 def make_loss_fn(penalty: float):
     """loss_fn(model, batch) for the shared loop: ranking loss + in-batch pair accuracy."""
+    from alignlab.losses.preference import reward_ranking_loss
+    from alignlab.models.reward import reward_scores
+
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         scores = reward_scores(model, batch["input_ids"], batch["attention_mask"])
@@ -70,9 +73,12 @@ def _split(flat: list[float], sizes: list[int]) -> list[list[float]]:
     return out
 
 
-@torch.no_grad()
+@no_grad
 def score_rankings(model: torch.nn.Module, items: list[EncodedRanking], pad_id: int, batch_size: int = 32) -> list[list[float]]:
     """Scores of every reply of every ranking example, grouped per example."""
+    from alignlab.data.preference_batches import collate_rankings
+    from alignlab.models.reward import reward_scores
+
     was = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -101,6 +107,10 @@ def _check(cfg: RewardConfig) -> None:
 
 def run(cfg: RewardConfig) -> RunResult:
     """Train a reward model; returns its folder and held-out accuracy / Kendall τ."""
+    from alignlab.data.preference_batches import collate_rankings, encode_rankings
+    from alignlab.models.reward import load_reward_model
+    from alignlab.train.loop import Trainer, seed_everything
+
     _check(cfg)
     seed_everything(cfg.train.seed)
     run_dir = RunDir(cfg.output_dir or default_run_dir("rm"))

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from alignlab.config import bounded
 from alignlab.errors import ConfigError
-from alignlab.generation import SamplingSettings
+from alignlab.method_settings import SamplingSettings
 
 RAW_KEYS = ("prompt", "system")  # command-line values read as plain text
 

@@ -10,25 +10,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alignlab.config import ModelSettings, TrainSettings, bounded
-from alignlab.data.chat import (
-    Encoded,
-    TruncationStats,
-    as_messages,
-    collate,
-    encode_chat,
-    encode_pair,
-)
 from alignlab.data.tables import ColumnMap, read_rows
 from alignlab.errors import DataError
-from alignlab.losses.lm import causal_lm_loss
-from alignlab.models import load_model
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
-from alignlab.resolve import require
 from alignlab.runs import RunDir
-from alignlab.train.loop import Trainer, seed_everything
+
+if TYPE_CHECKING:
+    from alignlab.data.chat import Encoded, TruncationStats
 
 
 @dataclass
@@ -48,6 +39,8 @@ def encode_sft_rows(tokenizer, rows: Iterable[tuple[str, dict[str, Any]]],
                     max_length: int) -> tuple[list[Encoded], TruncationStats]:
     """Encode ('where', row) pairs (as `read_rows` yields them); every bad row, and chat
     messages for a model without a chat template, is a DataError naming its file:line / row."""
+    from alignlab.data.chat import TruncationStats, as_messages, encode_chat, encode_pair
+
     out, stats = [], TruncationStats()
     for i, (where, row) in enumerate(rows, 1):
         if "messages" in row:
@@ -68,6 +61,12 @@ def encode_sft_rows(tokenizer, rows: Iterable[tuple[str, dict[str, Any]]],
 
 def run(cfg: SFTConfig) -> RunResult:
     """Fine-tune cfg.model on cfg.data; returns the run dir and final loss."""
+    from alignlab.data.chat import collate
+    from alignlab.losses.lm import causal_lm_loss
+    from alignlab.models import load_model
+    from alignlab.resolve import require
+    from alignlab.train.loop import Trainer, seed_everything
+
     require(cfg.data, "data", "a data file or dataset folder of chat threads or prompt/response pairs")
     seed_everything(cfg.train.seed)
     run_dir = RunDir(cfg.output_dir or default_run_dir("sft"))

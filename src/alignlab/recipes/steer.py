@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alignlab.config import ModelSettings, bounded
-from alignlab.data.chat import check_chat_template, format_query
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
 
@@ -43,6 +42,7 @@ class SteerConfig:
 def run(cfg: SteerConfig) -> RunResult:
     """Train the vector, sweep, save the vector; rows to metrics.jsonl, plot and table to the report."""
     from alignlab import resolve
+    from alignlab.data.chat import check_chat_template, format_query
     from alignlab.interventions.steering import sweep, train_steering_vector
     from alignlab.models import load_model
 

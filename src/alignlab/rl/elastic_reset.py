@@ -14,34 +14,13 @@ head; frozen base weights never move).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 
-from alignlab.config import bounded, check_config
 from alignlab.errors import ConfigError
+from alignlab.method_settings import EMA_UNITS, ElasticResetSettings, EmaUnit  # noqa: F401  (re-exported)
 from alignlab.train.loop import Callback, Trainer
-
-EmaUnit = Literal["step", "epoch", "rollout"]
-EMA_UNITS = get_args(EmaUnit)
-
-
-@dataclass
-class ElasticResetSettings:
-    """Switches of Elastic Reset; `enabled: false` gives plain PPO."""
-
-    enabled: bool = False
-    decay: float = bounded(0.995, ge=0, lt=1)  # η, the EMA decay
-    reset_every: int = bounded(50, ge=1)  # n, in EMA updates
-    ema_update: EmaUnit = "step"  # when the EMA updates: each optimiser step, PPO epoch or rollout
-    kl_anchor: Literal["initial", "ema"] = "initial"  # KL penalty reference: θ0 or θ̄
-    reset_optimizer: bool = False  # clear the optimiser moments at each reset
-    reset_value_head: Literal["keep", "ema", "initial"] = "keep"  # value head at a reset
-
-    def validate(self) -> None:
-        """The load-time range checks again, for settings built in code (ConfigError naming the field)."""
-        check_config(self, "elastic_reset")
 
 
 @torch.no_grad()

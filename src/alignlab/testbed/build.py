@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +24,10 @@ from alignlab.config import TrainSettings
 from alignlab.paths import cache_root
 from alignlab.runs import RunDir
 from alignlab.testbed.dialogues import dialogue_texts
+from alignlab.testbed.sizes import SIZES, ModelSize  # noqa: F401  (re-exported)
 from alignlab.testbed.tokenizer import train_tokenizer
 from alignlab.testbed.world import World, WorldConfig
 
-
-@dataclass(frozen=True)
-class ModelSize:
-    """Architecture and pretraining budget of one testbed model size."""
-
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-    steps: int
-    batch_size: int
-    lr: float
-    seq_len: int = 128
-
-
-SIZES: dict[str, ModelSize] = {
-    "tiny": ModelSize(hidden=64, layers=2, heads=4, intermediate=192, steps=120, batch_size=16, lr=3e-3),
-    "student": ModelSize(hidden=128, layers=4, heads=4, intermediate=384, steps=600, batch_size=32, lr=2e-3),
-    "teacher": ModelSize(hidden=256, layers=6, heads=8, intermediate=768, steps=1200, batch_size=32, lr=1e-3),
-}
 BUILD_VERSION = "1"
 
 

@@ -7,11 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
-from alignlab.testbed.build import SIZES, build_summary, ensure_testbed
+from alignlab.testbed.sizes import SIZES
 
 
 def _build(args: argparse.Namespace) -> int:
     from alignlab.progress import print_table
+    from alignlab.testbed.build import build_summary, ensure_testbed
 
     rows = []
     for size in args.size:
@@ -29,6 +30,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from alignlab.testbed.build import build_summary, ensure_testbed
+
     print(json.dumps(build_summary(ensure_testbed(args.size)), indent=2))
     return 0
 
