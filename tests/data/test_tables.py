@@ -138,3 +138,29 @@ def test_reading_jsonl_csv_or_json_does_not_import_datasets(tmp_path):
             "print(sorted(m for m in ('datasets', 'pyarrow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_prompt_files_in_every_table_form(tmp_path, tiny_dir):
+    """PPO / PSLE prompts (`read_prompts`) also come from JSON, CSV, parquet and dataset folders,
+    with a `prompt` or `messages` column; a PPO run trains from a parquet prompts file."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from alignlab.cli import main
+    from alignlab.data.chat import read_prompts
+
+    texts = [f"review : the room {i} was" for i in range(12)]
+    (tmp_path / "p.json").write_text(json.dumps([{"prompt": t} for t in texts]))
+    (tmp_path / "p.csv").write_text("prompt\n" + "\n".join(texts) + "\n")
+    pq.write_table(pa.Table.from_pylist([{"prompt": t} for t in texts]), tmp_path / "p.parquet")
+    chat = [{"messages": [{"role": "user", "content": t}]} for t in texts[:2]]
+    datasets.Dataset.from_list(chat).save_to_disk(str(tmp_path / "ds"))
+    for name in ("p.json", "p.csv", "p.parquet"):
+        assert read_prompts(tmp_path / name, "prompts", "testbed:reviews") == texts, name
+    assert read_prompts(tmp_path / "ds", "prompts", "testbed:reviews") == [c["messages"] for c in chat]
+    out = tmp_path / "ppo"
+    rc = main(["ppo", f"model.name_or_path={tiny_dir}", f"prompts={tmp_path / 'p.parquet'}", "reward=gold:sentiment",
+               "ppo.iterations=1", "ppo.rollout_batch=8", "ppo.epochs=1", "train.batch_size=8", "eval.every=1",
+               "eval.n_prompts=4", "generation.max_new_tokens=4", "train.progress=false", "--out", str(out)])
+    assert rc == 0 and (out / "final").exists()

@@ -160,8 +160,13 @@ def as_messages(value: Any, where: str) -> str | Messages:
     raise DataError(f"{where}: prompt must be a string or a list of {{role, content}} messages")
 
 
+TABLE_SUFFIXES = (".json", ".csv", ".tsv", ".parquet", ".arrow")
+
+
 def read_prompts(path: str | Path, setting: str, builtin: str, allow_empty: bool = False) -> list[str | Messages]:
-    """Prompts of a .jsonl(.gz) file of {"prompt": str | messages} or a text file (one per line).
+    """Prompts of a .jsonl(.gz) file of {"prompt": str | messages}, a text file (one per line), or
+    a JSON / CSV / parquet / arrow file or dataset folder (train split) with a `prompt` or
+    `messages` column.
 
     `setting`/`builtin` name the config key and its built-in value in the error for a path
     that is not a file; a bad row or an unreadable line is an error naming file:line, and a
@@ -170,6 +175,11 @@ def read_prompts(path: str | Path, setting: str, builtin: str, allow_empty: bool
     p = Path(path)
     if p.suffix in (".jsonl", ".gz"):
         rows = [as_messages(row.get("prompt"), where) for where, row in iter_jsonl(p, "prompts file")]
+    elif p.is_dir() or p.suffix.lower() in TABLE_SUFFIXES:  # JSON / CSV / parquet / arrow / a dataset folder
+        from alignlab.data.tables import read_rows
+
+        rows = [as_messages(row["prompt"] if "prompt" in row else row.get("messages"), where)
+                for where, row in read_rows(p, what="prompts file")]
     elif p.is_file():
         rows = [line for _, line in iter_text_lines(p, "prompts file") if line.strip()]
     else:
