@@ -40,8 +40,30 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
+DATASET_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json", "data")
+
+
+def folder_stamp(path: str) -> dict[str, Any] | None:
+    """A dataset folder (`save_to_disk` or hub layout; not a model folder): sha256 over each file's
+    relative path, size and mtime — a changed dataset is a changed run. None for other folders."""
+    p = Path(path)
+    if (p / "config.json").exists() or (p / "adapter_config.json").exists():
+        return None
+    if not any((p / m).exists() for m in DATASET_MARKERS):
+        return None
+    h, size = hashlib.sha256(), 0
+    for f in sorted(x for x in p.rglob("*") if x.is_file() and ".cache" not in x.parts):
+        st = f.stat()
+        size += st.st_size
+        h.update(f"{f.relative_to(p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return {"path": path, "size": size, "sha256": h.hexdigest()}
+
+
 def file_stamp(path: str) -> dict[str, Any] | None:
-    """Size + sha256 (or + mtime when over HASH_LIMIT) of an existing file; None for anything else."""
+    """Size + sha256 (or + mtime when over HASH_LIMIT) of an existing file, a dataset folder's
+    listing stamp (`folder_stamp`); None for anything else."""
+    if path and "\n" not in path and os.path.isdir(path):
+        return folder_stamp(path)
     if not path or "\n" in path or not os.path.isfile(path):
         return None
     st = os.stat(path)

@@ -76,6 +76,27 @@ def test_changed_data_contents_are_refused_but_a_rewrite_with_the_same_bytes_is_
         RunDir(run).save_config(cfg)
 
 
+def test_a_changed_dataset_folder_is_refused_and_model_folders_are_not_stamped(tmp_path):
+    run, ds = tmp_path / "run", tmp_path / "ds"
+    ds.mkdir()
+    (ds / "dataset_info.json").write_text("{}")
+    (ds / "data-00000-of-00001.arrow").write_bytes(b"12345")
+    cfg = toy_cfg(tmp_path)
+    cfg.data = str(ds)
+    RunDir(run).save_config(cfg)
+    RunDir(run).save_config(cfg)  # unchanged folder: resumes
+    (ds / "data-00000-of-00001.arrow").write_bytes(b"123456")
+    with pytest.raises(ConfigError, match=rf"data: file {ds} changed"):
+        RunDir(run).save_config(cfg)
+    from alignlab.run_identity import file_stamp
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "state.json").write_text("{}")
+    assert file_stamp(str(model)) is None and file_stamp(str(tmp_path / "nothing")) is None
+
+
 def test_allow_mismatch_goes_on_and_logs_the_change(tmp_path):
     run = tmp_path / "run"
     RunDir(run).save_config(toy_cfg(tmp_path, lr=1e-4))
