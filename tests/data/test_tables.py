@@ -164,3 +164,21 @@ def test_prompt_files_in_every_table_form(tmp_path, tiny_dir):
                "ppo.iterations=1", "ppo.rollout_batch=8", "ppo.epochs=1", "train.batch_size=8", "eval.every=1",
                "eval.n_prompts=4", "generation.max_new_tokens=4", "train.progress=false", "--out", str(out)])
     assert rc == 0 and (out / "final").exists()
+
+
+def test_steering_pairs_and_embedding_rows_from_table_forms(tmp_path):
+    """steer's contrast pairs (and SEA demos, through the same reader) and embed's rows read the
+    table forms too; a row without a field is named."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from alignlab.errors import DataError
+    from alignlab.resolve import contrast_pairs
+
+    rows = [{"prompt": f"review {i} :", "positive": " great", "negative": " awful"} for i in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet")
+    got = contrast_pairs(str(tmp_path / "pairs.parquet"))
+    assert [(p.prompt, p.positive, p.negative) for p in got] == [(r["prompt"], " great", " awful") for r in rows]
+    (tmp_path / "bad.csv").write_text("prompt,positive\nx,y\n")
+    with pytest.raises(DataError, match=r"bad.csv:row 1: needs string field\(s\) \['negative'\]"):
+        contrast_pairs(str(tmp_path / "bad.csv"))

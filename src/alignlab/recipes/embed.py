@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from alignlab.config import Range, bounded
-from alignlab.data.jsonl import read_jsonl
+from alignlab.data.tables import read_rows
 from alignlab.method_settings import EmbedSettings
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
@@ -60,7 +60,7 @@ def run(cfg: EmbedConfig) -> RunResult:
 
     require(cfg.model, "model", "an encoder ('minilm', a model folder, a hub id or a name alignlab.resolve knows)")
     require(cfg.data, "data", "a JSONL file of (prompt, response) rows or chosen/rejected pairs")
-    records = read_jsonl(cfg.data)
+    records = [row for _, row in read_rows(cfg.data, what="data file")]
     if cfg.limit > 0:
         records = records[: cfg.limit]
     rows = rows_from_records(records, cfg.data)

@@ -163,11 +163,12 @@ def code_problems(spec: str, eval_spec: str = "", heldout_every: int = 5, key: s
 
 
 def _jsonl_rows(path: str, fields: tuple[str, ...]) -> list[tuple[str, dict]]:
-    """(file:line, row) of a JSONL file whose rows all carry string `fields`."""
-    from alignlab.data.jsonl import iter_jsonl
+    """(where, row) of a data file (JSONL, JSON, CSV, parquet, arrow or a dataset folder) whose rows
+    all carry string `fields`."""
+    from alignlab.data.tables import read_rows
 
     out = []
-    for where, row in iter_jsonl(Path(path), "data file"):
+    for where, row in read_rows(Path(path), what="data file"):
         missing = [k for k in fields if not isinstance(row.get(k), str)]
         if missing:
             raise DataError(f"{where}: needs string field(s) {missing} (has {sorted(row)})")
@@ -179,7 +180,7 @@ def _jsonl_rows(path: str, fields: tuple[str, ...]) -> list[tuple[str, dict]]:
 
 def contrast_pairs(spec: str, n: int = 64, seed: int = 0, key: str = "data") -> list[ContrastPair]:
     """Steering contrast pairs: built-in sentiment pairs (`testbed:sentiment`, n drawn with seed)
-    or a JSONL file of {prompt, positive, negative}."""
+    or a data file (JSONL, JSON, CSV, parquet, dataset folder) of {prompt, positive, negative}."""
     from alignlab.interventions.steering import ContrastPair
 
     require(spec, key, "contrast pairs ('testbed:sentiment' or a JSONL file of {prompt, positive, negative})")
