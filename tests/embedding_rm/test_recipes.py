@@ -175,3 +175,15 @@ def test_embed_hh_pairs_with_minilm(shared_data, tmp_path):
     st = read_store(tmp_path / "e")
     assert st.emb.shape == (32, 384) and len(st.pairs) == 16
     assert not np.allclose(st.emb[st.pairs.left], st.emb[st.pairs.right])
+
+
+def test_embed_takes_the_ranking_export_rows(tmp_path):
+    """`alignlab data export --mode rm` rows ({prompt, replies, ranks}) embed without conversion:
+    every reply once, a pair for every better-ranked ≻ worse-ranked reply."""
+    from alignlab.embedding_rm.store import rows_from_records
+
+    rows = rows_from_records([{"prompt": "q", "replies": ["best", "mid", "worst"], "ranks": [0, 1, 2]},
+                              {"prompt": "r", "replies": ["a", "b"], "ranks": [1, 0]}])
+    assert rows.responses == ["best", "mid", "worst", "a", "b"]
+    left, right, label = rows.pairs
+    assert list(zip(left.tolist(), right.tolist())) == [(0, 1), (0, 2), (1, 2), (4, 3)] and label.tolist() == [1.0] * 4

@@ -8,7 +8,8 @@
 
 Input rows (JSONL, .gz allowed): `{"prompt", "response"[, "gold", "group"]}` (one row each;
 rows group by prompt text unless a "group" id is given),
-`{"prompt", "chosen", "rejected"}`, or HH-RLHF `{"chosen", "rejected"}` transcripts (the
+`{"prompt", "chosen", "rejected"}`, the ranking export `{"prompt", "replies", "ranks"}` (every
+better-ranked reply ≻ worse one), or HH-RLHF `{"chosen", "rejected"}` transcripts (the
 prompt is the text up to the last "Assistant:" turn).
 """
 
@@ -73,6 +74,17 @@ def rows_from_records(records: list[dict], source: str = "data") -> Rows:
             left.append(add(pc, c, where))
             right.append(add(pr, r, where))
             label.append(1.0)
+        elif "prompt" in rec and "replies" in rec:  # the ranking export (`alignlab data export --mode rm`)
+            replies, ranks = rec["replies"], rec.get("ranks") or list(range(len(rec["replies"])))
+            if not isinstance(replies, list) or len(replies) < 2 or len(ranks) != len(replies):
+                raise DataError(f"{where}: 'replies' needs 2+ replies and one rank each")
+            from alignlab.losses.preference import ranking_pairs
+
+            idx = [add(rec["prompt"], r, where) for r in replies]
+            for a, b in ranking_pairs(ranks):
+                left.append(idx[a])
+                right.append(idx[b])
+                label.append(1.0)
         elif "prompt" in rec and "response" in rec:
             add(rec["prompt"], rec["response"], where, rec.get("group"))
             g = rec.get("gold")
@@ -85,7 +97,8 @@ def rows_from_records(records: list[dict], source: str = "data") -> Rows:
                     raise DataError(f"{where}: 'gold' must be a finite number, got {g!r}")
                 gold.append(float(g))
         else:
-            raise DataError(f"{where}: needs 'prompt' + 'response' or 'chosen' + 'rejected' (has {sorted(rec)})")
+            raise DataError(f"{where}: needs 'prompt' + 'response', 'chosen' + 'rejected' or 'prompt' + 'replies' "
+                            f"(has {sorted(rec)})")
     if not responses:
         raise DataError(f"{source}: no rows to embed")
     if left and has_gold:
