@@ -263,6 +263,11 @@ def _field_default(f: dataclasses.Field) -> dict[str, Any]:
     return {}
 
 
+def recheck(cfg: Any) -> None:
+    """Every load-time check (types, Literals, ranges, `check` hooks) on a config built in code."""
+    from_dict(type(cfg), to_dict(cfg))
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict of a config (for YAML dumps and run directories)."""
     return dataclasses.asdict(cfg)

@@ -239,14 +239,14 @@ def pair_masks(packed: Packed) -> PairLogps:
 # --- preference batches (padded or packed with a block mask) -----------------------------------
 
 
-def _core(model: torch.nn.Module) -> torch.nn.Module:
+def core_module(model: torch.nn.Module) -> torch.nn.Module:
     """The model under DDP / PEFT wrappers (for signature checks and adapter switching)."""
     return getattr(model, "module", model)
 
 
 def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the model's forward takes `logits_to_keep` (cached on the model)."""
-    m = _core(model)
+    m = core_module(model)
     if hasattr(m, "get_base_model"):
         m = m.get_base_model()
     cached = getattr(m, "_alignlab_ltk", None)
@@ -261,7 +261,7 @@ def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
 
 def packing_supported(model: torch.nn.Module) -> bool:
     """Packed pairs need a custom 4D attention mask: the sdpa and eager attention paths take one."""
-    cfg = getattr(_core(model), "config", None)
+    cfg = getattr(core_module(model), "config", None)
     return getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from alignlab.akd.curriculum import SkillStats, curriculum_draw
 from alignlab.akd.report import round_rows, summarize, write_akd_report
-from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
+from alignlab.config import ModelSettings, TrainSettings, bounded, recheck
 from alignlab.errors import ConfigError
 from alignlab.eval.sandbox import SandboxLimits
 from alignlab.method_settings import PreferenceLossSettings, SamplingSettings
@@ -138,7 +138,7 @@ def validate(cfg: AKDConfig) -> None:
     for a config built in code); errors name the key."""
     from alignlab.resolve import require
 
-    from_dict(type(cfg), to_dict(cfg))  # every load-time check, also for a config built in code
+    recheck(cfg)
     require(cfg.student.name_or_path, "student.name_or_path", "the student model")
     require(cfg.teacher.name_or_path, "teacher.name_or_path", "the teacher model")
     require(cfg.problems, "problems", "code problems (the built-in exercises or a HumanEval-format .jsonl file)")

@@ -18,7 +18,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
+from alignlab.config import ModelSettings, TrainSettings, bounded, recheck
 from alignlab.errors import ConfigError
 from alignlab.lazy import lazy_names
 from alignlab.method_settings import ElasticResetSettings, SamplingSettings
@@ -99,7 +99,7 @@ class PPOConfig:
 def validate(cfg: PPOConfig) -> int:
     """The checks loading cannot make (a reward is required; ranges again for a config built in
     code); returns optimiser steps per iteration."""
-    from_dict(type(cfg), to_dict(cfg))  # every load-time check, also for a config built in code
+    recheck(cfg)
     if not cfg.reward:
         raise ConfigError("reward: give a reward (a resolver name such as gold:sentiment, or a reward-model folder)")
     p, t = cfg.ppo, cfg.train

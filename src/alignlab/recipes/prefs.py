@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
+from alignlab.config import ModelSettings, TrainSettings, bounded, recheck
 from alignlab.data.preference import read_preferences, split_records
 from alignlab.data.tables import ColumnMap
 from alignlab.errors import ConfigError, DataError
@@ -83,11 +83,6 @@ class PrefsConfig:
 # --- batches and reference log-probs -------------------------------------------------------
 
 
-def _core(model: torch.nn.Module) -> torch.nn.Module:
-    """The model under DDP wrappers (for adapter switching)."""
-    return getattr(model, "module", model)
-
-
 def pair_collator(model: torch.nn.Module, pad_id: int, packing: bool = True):
     """The batch layout for `model`: packed pairs when its attention takes a custom mask."""
     from alignlab.data.preference_batches import collate_pairs, collate_pairs_packed
@@ -104,10 +99,10 @@ def _logps_of(model: torch.nn.Module, items: Sequence[EncodedPair], pad_id: int,
     """[N, 2] (chosen, rejected) log-probs of `items` in order, no gradient."""
     import torch
 
-    from alignlab.scoring import pair_logps
+    from alignlab.scoring import core_module, pair_logps
     from alignlab.train.loop import to_device
 
-    core = _core(model)
+    core = core_module(model)
     was = core.training
     core.eval()
     collate = pair_collator(core, pad_id, packing)
@@ -177,7 +172,7 @@ def make_loss_fn(cfg: PrefsConfig, ref_model: torch.nn.Module | None = None):
     """loss_fn(model, batch) for the shared loop; reference from the batch, a copy, or the base weights."""
     import torch
 
-    from alignlab.scoring import PairLogps, pair_logps
+    from alignlab.scoring import PairLogps, core_module, pair_logps
 
 
     def reference(model: torch.nn.Module, batch: dict[str, Any]) -> PairLogps:
@@ -185,7 +180,7 @@ def make_loss_fn(cfg: PrefsConfig, ref_model: torch.nn.Module | None = None):
             return PairLogps.from_halves(batch["ref_logps"])
         with torch.no_grad():
             if cfg.reference == "adapter":
-                core = _core(model)
+                core = core_module(model)
                 with core.disable_adapter():
                     return pair_logps(core, batch, cfg.length_normalize)
             if ref_model is None:
@@ -223,7 +218,7 @@ def evaluate_pairs(model: torch.nn.Module | None, items: Sequence[EncodedPair], 
 
 def _check(cfg: PrefsConfig) -> None:
     """The load-time checks again (for a config built in code) and the required data file."""
-    from_dict(type(cfg), to_dict(cfg))  # every load-time check, also for a config built in code
+    recheck(cfg)
     if not cfg.data:
         raise ConfigError("data: give a data file or dataset folder of preference pairs or ranking examples")
 

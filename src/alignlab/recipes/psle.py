@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from alignlab.config import ModelSettings, TrainSettings, bounded, from_dict, to_dict
+from alignlab.config import ModelSettings, TrainSettings, bounded, recheck
 from alignlab.errors import ConfigError
 from alignlab.lazy import lazy_names, no_grad
 from alignlab.method_settings import RankingLoss, SamplingSettings
@@ -80,7 +80,7 @@ class PSLEConfig:
 def validate(cfg: PSLEConfig) -> int:
     """The checks loading cannot make (principle, queries and reward are required; ranges again
     for a config built in code); returns optimiser steps per iteration."""
-    from_dict(type(cfg), to_dict(cfg))  # every load-time check, also for a config built in code
+    recheck(cfg)
     if not cfg.principle:
         raise ConfigError("principle: give the text that guides the y_p samples (an instruction or a "
                           "demonstration; see examples/psle.yaml)")
