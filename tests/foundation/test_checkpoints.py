@@ -7,22 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
+from toy_task import DATA, collate, mse
 
 from alignlab.config import TrainSettings
 from alignlab.errors import TrainingError
 from alignlab.runs import RunDir
 from alignlab.train.loop import DivergenceWatch, Trainer, seed_everything
-
-DATA = [(torch.randn(4, generator=torch.Generator().manual_seed(i)), float(i % 3)) for i in range(40)]
-
-
-def collate(items):
-    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-
-
-def mse(model, batch):
-    x, y = batch
-    return ((model(x).squeeze(-1) - y) ** 2).mean(), {}
 
 
 def make(tmp, **kw) -> Trainer:

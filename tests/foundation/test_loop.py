@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from toy_task import DATA, collate, mse
 
 from alignlab.config import TrainSettings
 from alignlab.errors import TrainingError
@@ -18,16 +19,6 @@ class Toy(torch.nn.Module):
         return self.lin(x)
 
 
-DATA = [(torch.randn(4, generator=torch.Generator().manual_seed(i)), float(i % 3)) for i in range(40)]
-
-
-def collate(items):
-    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-
-
-def mse(model, batch):
-    x, y = batch
-    return ((model(x).squeeze(-1) - y) ** 2).mean(), {"y": y.mean()}
 
 
 def make(tmp, **kw):

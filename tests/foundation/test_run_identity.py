@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from toy_task import DATA, collate, mse
 
 from alignlab.config import TrainSettings, save_config
 from alignlab.errors import ConfigError
@@ -219,16 +220,6 @@ def test_an_unwritable_run_dir_is_a_config_error(tmp_path):
 
 
 # --- stale metrics ---------------------------------------------------------------------
-DATA = [(torch.randn(4, generator=torch.Generator().manual_seed(i)), float(i % 3)) for i in range(40)]
-
-
-def collate(items):
-    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-
-
-def mse(model, batch):
-    x, y = batch
-    return ((model(x).squeeze(-1) - y) ** 2).mean(), {}
 
 
 def trainer(run: RunDir) -> Trainer:

@@ -10,23 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from toy_task import DATA, collate, mse
 
 from alignlab.config import TrainSettings
 from alignlab.errors import ConfigError
 from alignlab.runs import RunDir
 from alignlab.train import trackers
 from alignlab.train.loop import Trainer, seed_everything
-
-DATA = [(torch.randn(4, generator=torch.Generator().manual_seed(i)), float(i % 3)) for i in range(40)]
-
-
-def collate(items):
-    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-
-
-def mse(model, batch):
-    x, y = batch
-    return ((model(x).squeeze(-1) - y) ** 2).mean(), {"y": y.mean()}
 
 
 def make(run: Path, report_to: list[str], **kw) -> Trainer:
