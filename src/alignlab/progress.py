@@ -41,12 +41,13 @@ def plain_stream() -> TextIO | None:
     """Where plain progress lines go: stdout when it is not a terminal, else stderr when that
     is not one; None when both are terminals (the rich bar is drawn instead)."""
     for stream in (sys.stdout, sys.stderr):
-        if not _isatty(stream):
+        if not is_terminal(stream):
             return stream
     return None
 
 
-def _isatty(stream: Any) -> bool:
+def is_terminal(stream: Any) -> bool:
+    """Whether `stream` is an interactive terminal (False for files, pipes and closed streams)."""
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):

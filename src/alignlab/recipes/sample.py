@@ -162,7 +162,9 @@ def run_chat(cfg: ChatConfig, stdin: TextIO | None = None, stdout: TextIO | None
     history = list(start)
     limit = context_limit(model, tok, cfg.generation.max_new_tokens)
     g = torch.Generator().manual_seed(cfg.seed)
-    interactive = _isatty(stdin)
+    from alignlab.progress import is_terminal
+
+    interactive = is_terminal(stdin)
     if interactive:
         print(f"chat with {cfg.model} — /reset forgets the conversation, Ctrl-D or /exit ends", file=stdout)
     while True:
@@ -187,13 +189,6 @@ def run_chat(cfg: ChatConfig, stdin: TextIO | None = None, stdout: TextIO | None
     if interactive:
         print(file=stdout)
     return history
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def config_from_words(cls: type, config: str | None, words: list[str]) -> Any:
