@@ -13,7 +13,7 @@ Layouts:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,20 +170,27 @@ def response_logprobs(model: torch.nn.Module, packed: Packed, temperature: float
 
 
 @torch.no_grad()
+def score_in_chunks(model: torch.nn.Module, packed: Packed,
+                    score: Callable[[torch.nn.Module, Packed], Sequence[torch.Tensor]],
+                    batch_size: int = 64) -> list[torch.Tensor]:
+    """`score(model, chunk)` → response-aligned [b, r] tensors, for chunks of `batch_size` rows, in
+    eval mode (restored afterwards), no gradient; each output padded back to [B, R]."""
+    was_training = model.training
+    model.eval()
+    parts: list[list[torch.Tensor]] = []
+    R = packed.response_ids.shape[1]
+    for s in range(0, len(packed), batch_size):
+        chunk = packed.select(torch.arange(s, min(s + batch_size, len(packed)), device=packed.input_ids.device))
+        parts.append([F.pad(t, (0, R - t.shape[1])) for t in score(model, chunk)])
+    model.train(was_training)
+    return [torch.cat(col) for col in zip(*parts)]
+
+
 def chunked_response_logprobs(model: torch.nn.Module, packed: Packed, temperature: float = 1.0,
                               batch_size: int = 64) -> torch.Tensor:
     """`response_logprobs` of a model taken as fixed (a KL anchor, θ0, a reference), in chunks of
     `batch_size` rows, in eval mode (restored afterwards), no gradient; [B, R]."""
-    was_training = model.training
-    model.eval()
-    out = []
-    R = packed.response_ids.shape[1]
-    for s in range(0, len(packed), batch_size):
-        chunk = packed.select(torch.arange(s, min(s + batch_size, len(packed)), device=packed.input_ids.device))
-        lp = response_logprobs(model, chunk, temperature)
-        out.append(F.pad(lp, (0, R - lp.shape[1])))
-    model.train(was_training)
-    return torch.cat(out)
+    return score_in_chunks(model, packed, lambda m, c: [response_logprobs(m, c, temperature)], batch_size)[0]
 
 
 # --- pairs -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from alignlab.generation import sample
 from alignlab.losses.rl import gae, kl_penalty_rewards, masked_mean, sequence_kl, whiten
 from alignlab.rl.policy import PolicyWithValue
 from alignlab.rl.rewards import RewardFn, check_finite_rewards
-from alignlab.scoring import Packed, chunked_response_logprobs, pack
+from alignlab.scoring import Packed, chunked_response_logprobs, pack, score_in_chunks
 
 
 @dataclass
@@ -58,19 +58,8 @@ class Rollout:
 @torch.no_grad()
 def score_rollout(policy: PolicyWithValue, packed: Packed, temperature: float, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-probs, values) of packed responses under the current policy, in chunks."""
-    was_training = policy.training
-    policy.eval()
-    lps, vals = [], []
-    R = packed.response_ids.shape[1]
-    for s in range(0, len(packed), batch_size):
-        rows = torch.arange(s, min(s + batch_size, len(packed)))
-        chunk = packed.select(rows)
-        lp, v, _ = policy(chunk, temperature=temperature)
-        pad = R - lp.shape[1]
-        lps.append(torch.nn.functional.pad(lp, (0, pad)))
-        vals.append(torch.nn.functional.pad(v, (0, pad)))
-    policy.train(was_training)
-    return torch.cat(lps), torch.cat(vals)
+    logprobs, values = score_in_chunks(policy, packed, lambda m, c: m(c, temperature=temperature)[:2], batch_size)
+    return logprobs, values
 
 
 def collect_rollout(
