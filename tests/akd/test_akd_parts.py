@@ -113,7 +113,9 @@ def test_round_buffer_lays_pairs_out_chosen_then_rejected_and_an_epoch_covers_ev
             assert ids == tok(a.completion, add_special_tokens=False)["input_ids"] + [eos]
     buf.ref = PairLogps(torch.arange(5.0), -torch.arange(5.0))
     micro = buf.micro_batches(4, torch.Generator().manual_seed(0))
-    assert len(micro) == 3 and buf.epoch_sizes == [3]  # ceil(10 / 4)
+    assert len(micro) == 3 == buf.micro_batch_count(4)  # ceil(10 / 4)
+    for bs in range(1, 12):  # bs < 2: more chunks than pairs, so empty micro-batches are dropped
+        assert len(buf.micro_batches(bs, torch.Generator().manual_seed(bs))) == buf.micro_batch_count(bs), bs
     assert sum(len(m["pairs"]) // 2 for m in micro if "pairs" in m) == 5
     assert sum(len(m["distill"]) for m in micro if "distill" in m) == 5
     assert sorted(float(v) for m in micro if "ref" in m for v in m["ref"].chosen) == [0.0, 1.0, 2.0, 3.0, 4.0]
@@ -135,7 +137,7 @@ def test_loss_fn_sums_give_exact_round_means_with_uneven_accumulation(tiny):
     settings = PreferenceLossSettings("dpo", 0.1)
     loss_fn = akd_loss_fn(settings, 0.5)
     micro = buf.micro_batches(3, torch.Generator().manual_seed(1))  # ceil(10 / 3) = 4 micro-batches
-    assert buf.epoch_sizes == [4] and step_sizes(buf.epoch_sizes, 3) == [3, 1]
+    assert len(micro) == 4 == buf.micro_batch_count(3) and step_sizes([4], 3) == [3, 1]
     with torch.no_grad():
         per_micro = [loss_fn(model, to_device(m, "cpu")) for m in micro]
         # the trainer's step metrics: per-key mean over its micro-batches (grad_accum 3 → steps of 3 and 1)

@@ -147,7 +147,6 @@ class RoundBuffer:
     distill: Packed | None
     ref: PairLogps | None = None  # summed log-probs of the pairs under the student at the round's start
     record: dict[str, Any] = field(default_factory=dict)  # what collecting the round measured
-    epoch_sizes: list[int] = field(default_factory=list)  # micro-batches laid out, per epoch so far
 
     @property
     def n_pairs(self) -> int:
@@ -174,15 +173,19 @@ class RoundBuffer:
 
     def micro_batches(self, batch_size: int, generator: torch.Generator) -> list[dict[str, Any]]:
         """One epoch: ceil((P + D) / batch_size) micro-batches, each with its share of shuffled
-        pairs and of shuffled distillation examples (so every step mixes both in proportion).
-        How many were laid out is appended to `epoch_sizes` (exact round means need it)."""
+        pairs and of shuffled distillation examples (so every step mixes both in proportion); empty
+        micro-batches are dropped, so there are `micro_batch_count(batch_size)` of them."""
         n_micro = max(1, -(-len(self) // batch_size))
         pair_chunks = torch.randperm(self.n_pairs, generator=generator).tensor_split(n_micro)
         dist_chunks = torch.randperm(self.n_distill, generator=generator).tensor_split(n_micro)
         out = [self.minibatch(torch.cat([p, d + self.n_pairs]))
                for p, d in zip(pair_chunks, dist_chunks) if len(p) + len(d)]
-        self.epoch_sizes.append(len(out))
         return out
+
+    def micro_batch_count(self, batch_size: int) -> int:
+        """Micro-batches in one epoch of `micro_batches`: the split into ceil(n / batch_size) chunks
+        leaves min(chunks, P) pair chunks and min(chunks, D) distillation chunks non-empty."""
+        return min(-(-len(self) // batch_size), max(self.n_pairs, self.n_distill))
 
 
 def build_round_buffer(tokenizer, attempts: Sequence[Attempt], pairs: Sequence[tuple[int, int]],

@@ -294,7 +294,8 @@ class AKDRounds:
         """The round's record: what collect measured, steps taken and exact round-mean losses."""
         from alignlab.akd.loss import round_means, step_sizes
 
-        sizes = step_sizes(buffer.epoch_sizes, self.cfg.train.grad_accum)
+        per_epoch = buffer.micro_batch_count(self.cfg.train.batch_size)
+        sizes = step_sizes([per_epoch] * self.cfg.epochs, self.cfg.train.grad_accum)
         return {**buffer.record, "steps": len(step_metrics), **round_means(step_metrics, sizes)}
 
 
