@@ -1,0 +1,123 @@
+"""What `alignlab claims` writes: DIR/claims.json (every number), DIR/CLAIMS.md (the table, the
+rule, each row's per-seed numbers) and DIR/plots/*.png (per-row intervals and curves)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from alignlab.claims.runner import RowOutcome
+from alignlab.claims.stats import LEVEL
+
+INTERVAL = (f"{LEVEL:.0%} Student t interval over seeds: mean ± t(n−1, 0.975) · sd / √n "
+            "(each seed an independent repeat: data draw, initialisation order, sampling)")
+RULE = ("A claim is a set of tests; each is a quantity measured per seed (mostly a paired difference, "
+        "method − baseline in the same seed) with the direction the paper claims. A test supports the claim "
+        "when its 95 % interval lies wholly on the claimed side of 0, contradicts it when wholly on the other "
+        "side, else is inconclusive. Verdict: reproduced = every test supports; partly = at least one does; "
+        "not = none does; untestable here = a test has no interval (< 2 seeds), a seed failed, or the row "
+        "found that the testbed cannot show the effect (its reason is given).")
+
+
+def table_rows(outcomes: Sequence[RowOutcome]) -> list[dict[str, str]]:
+    """paper | claim | our measurement | verdict (with its reason) — the printed and written table."""
+    return [{"paper": o.row.paper, "claim": o.row.claim, "our measurement": o.measurement() or "—",
+             "verdict": f"{o.verdict} ({o.reason})"} for o in outcomes]
+
+
+def forest_plot(o: RowOutcome, path: Path) -> Path | None:
+    """Each test's mean and 95 % interval, per-seed values as dots, 0 marked."""
+    tests = [t for t in o.row.tests if t.key in o.intervals]
+    if not tests:
+        return None
+    from alignlab.plots import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.7 * len(tests)), dpi=110)
+    for i, t in enumerate(tests):
+        iv = o.intervals[t.key]
+        y = len(tests) - 1 - i
+        if not math.isnan(iv.lo):
+            ax.plot([iv.lo, iv.hi], [y, y], color="tab:blue", lw=2)
+        ax.plot([iv.mean], [y], "o", color="tab:blue")
+        ax.plot([r.numbers[t.key] for r in o.results], [y] * len(o.results), ".", color="grey", alpha=0.7)
+        ax.annotate(f"{o.outcomes[t.key]} (claimed {'> 0' if t.direction == 'greater' else '< 0'})", (iv.mean, y),
+                    xytext=(0, 8), textcoords="offset points", ha="center", fontsize=7)
+    ax.axvline(0.0, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(range(len(tests)), [t.label for t in reversed(tests)], fontsize=8)
+    ax.set_ylim(-0.6, len(tests) - 0.3)
+    ax.set_title(f"{o.row.key}: {o.verdict} — 95 % intervals over {len(o.results)} seeds", fontsize=9)
+    return save_figure(fig, path)
+
+
+def curves_plot(o: RowOutcome, path: Path) -> Path | None:
+    """The row's curves of every seed in one plot (e.g. reward vs drift)."""
+    series = {name: xy for r in o.results for name, xy in r.curves.items()}
+    if not series:
+        return None
+    from alignlab.plots import line_plot
+
+    x, y = o.row.curve_axes
+    return line_plot(series, path, title=f"{o.row.key}: {o.row.claim[:70]}", xlabel=x, ylabel=y, markers=True)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str, figures: dict[str, list[Path]],
+             out: Path) -> str:
+    """CLAIMS.md: how it was run, the rule, the table, then one section per row."""
+    mode = "quick (a smoke test: too small to read as evidence)" if facts["quick"] else "full"
+    lines = ["# Seed papers' claims, re-measured on the built-in test world", "",
+             f"Command: `{command}`  ", f"Settings: {mode}; seeds {facts['seeds']}; "
+             f"wall time {facts['seconds'] / 60:.1f} min; load average (1/5/15 min) at start {facts['load_average_start']}, "
+             f"at end {facts['load_average_end']}; {facts['cpu_count']} CPUs, one torch thread; written "
+             f"{time.strftime('%Y-%m-%d %H:%M')}.", "", f"Intervals: {INTERVAL}.", "", f"Verdict rule: {RULE}", "",
+             "| paper | claim | our measurement (mean [95 % interval]) | verdict |", "|---|---|---|---|"]
+    lines += [f"| {_md_escape(r['paper'])} | {_md_escape(r['claim'])} | {_md_escape(r['our measurement'])} | "
+              f"{_md_escape(r['verdict'])} |" for r in table_rows(outcomes)]
+    for o in outcomes:
+        lines += ["", f"## {o.row.key} — {o.row.paper}", "", f"Claim: {o.row.claim}.  ", f"Setup: {o.row.setup}.  ",
+                  f"Verdict: **{o.verdict}** ({o.reason}); {o.seconds / 60:.1f} min.", ""]
+        keys = [t.key for t in o.row.tests] + [k for k in o.row.extra_keys if k not in {t.key for t in o.row.tests}]
+        keys = [k for k in keys if k in o.intervals]
+        if keys:
+            lines += ["| number | " + " | ".join(f"seed {s}" for s in o.seeds) + " | mean [95 % interval] |",
+                      "|---|" + "---|" * (len(o.seeds) + 1)]
+            for k in keys:
+                vals = " | ".join(f"{r.numbers[k]:+.4f}" for r in o.results)
+                lines.append(f"| {k} | {vals} | {o.intervals[k].text(4)} |")
+        notes = [f"seed {s}: {r.note}" for s, r in zip(o.seeds, o.results) if r.note]
+        lines += [""] + [f"- {n}" for n in notes] if notes else []
+        lines += [""] + [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures.get(o.row.key, [])]
+    return "\n".join(lines) + "\n"
+
+
+def write_all(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str, out: Path) -> dict[str, Path]:
+    """Write the plots, claims.json and CLAIMS.md under `out`; returns their paths."""
+    from alignlab.runs import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, list[Path]] = {}
+    for o in outcomes:
+        figs = [forest_plot(o, out / "plots" / f"{o.row.key}_intervals.png"),
+                curves_plot(o, out / "plots" / f"{o.row.key}_curves.png")]
+        figures[o.row.key] = [f for f in figs if f is not None]
+    data = {"command": command, **facts, "interval": INTERVAL, "verdict_rule": RULE,
+            "rows": [o.as_dict() for o in outcomes]}
+    json_path, md_path = out / "claims.json", out / "CLAIMS.md"
+    atomic_write_text(json_path, json.dumps(data, indent=2, default=_json_default))
+    atomic_write_text(md_path, markdown(outcomes, facts, command, figures, out))
+    return {"json": json_path, "markdown": md_path}
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, Path):
+        return str(v)
+    if hasattr(v, "item"):
+        return v.item()
+    raise TypeError(f"not JSON-serialisable: {type(v).__name__}")

@@ -1,0 +1,130 @@
+"""Run claim rows over seeds, put intervals on their numbers and apply the verdict rule."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignlab.claims.row import ClaimRow, RowContext, SeedResult
+from alignlab.claims.stats import Interval, outcome, t_interval, verdict
+from alignlab.progress import fmt_duration, heartbeat, say
+
+
+@dataclass
+class RowOutcome:
+    """A row's per-seed results, the intervals of its numbers, its tests' outcomes and verdict."""
+
+    row: ClaimRow
+    seeds: list[int]
+    results: list[SeedResult]
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    verdict: str = ""
+    reason: str = ""
+    seconds: float = 0.0
+    error: str = ""
+
+    def measurement(self) -> str:
+        """'label: mean [lo, hi]; …' over the row's tests."""
+        return "; ".join(f"{t.label}: {self.intervals[t.key].text()}" for t in self.row.tests if t.key in self.intervals)
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.row
+        return {"key": r.key, "paper": r.paper, "claim": r.claim, "setup": r.setup, "verdict": self.verdict,
+                "reason": self.reason, "seconds": round(self.seconds, 1), "error": self.error,
+                "tests": [{"key": t.key, "label": t.label, "direction": t.direction,
+                           "outcome": self.outcomes.get(t.key, "unmeasured"),
+                           **(self.intervals[t.key].as_dict() if t.key in self.intervals else {})}
+                          for t in r.tests],
+                "intervals": {k: iv.as_dict() for k, iv in self.intervals.items()},
+                "per_seed": {str(s): {"numbers": res.numbers, "note": res.note, "curves": res.curves}
+                             for s, res in zip(self.seeds, self.results)}}
+
+
+def judge(row: ClaimRow, seeds: list[int], results: list[SeedResult]) -> RowOutcome:
+    """Intervals for every number measured on all seeds, the tests' outcomes and the verdict
+    (the row's own 'untestable here' reason, when it gives one, overrides the rule)."""
+    out = RowOutcome(row, seeds, results)
+    keys = [k for k in (results[0].numbers if results else {}) if all(k in r.numbers for r in results)]
+    out.intervals = {k: t_interval([r.numbers[k] for r in results]) for k in keys}
+    out.outcomes = {t.key: outcome(out.intervals[t.key], t.direction) if t.key in out.intervals else "unmeasured"
+                    for t in row.tests}
+    out.verdict, out.reason = verdict([out.outcomes[t.key] for t in row.tests])
+    why_not = row.untestable([r.numbers for r in results]) if row.untestable and results else None
+    if why_not:
+        out.verdict, out.reason = "untestable here", f"{why_not} ({out.reason} by the rule)"
+    else:
+        contra = [t.label for t in row.tests if out.outcomes[t.key] == "contradicts"]
+        if contra:
+            out.reason += "; opposite to the claim: " + ", ".join(contra)
+    return out
+
+
+def run_row(row: ClaimRow, ctx: RowContext, seeds: Sequence[int]) -> RowOutcome:
+    """Measure every seed (progress lines, a heartbeat in logs) and judge the row. A seed that
+    fails makes the row untestable with the error as its reason; the other rows go on."""
+    t0, results = time.time(), []
+    for i, seed in enumerate(seeds, 1):
+        t = time.time()
+        label = f"claims: {row.key} seed {seed} ({i}/{len(seeds)})"
+        say(f"{label} started")
+        try:
+            with heartbeat(lambda t=t, label=label: f"{label} running for {fmt_duration(time.time() - t)}"):
+                res = row.measure(ctx, seed)
+        except Exception as e:  # noqa: BLE001 — one broken row must not lose the others' hour of work
+            say(f"{label} failed after {fmt_duration(time.time() - t)}: {type(e).__name__}: {e}")
+            out = RowOutcome(row, list(seeds[: len(results)]), results, verdict="untestable here",
+                             reason=f"seed {seed} failed: {type(e).__name__}: {e}", error=repr(e))
+            out.seconds = time.time() - t0
+            return out
+        results.append(res)
+        shown = ", ".join(f"{tt.key}={res.numbers[tt.key]:+.3f}" for tt in row.tests
+                          if isinstance(res.numbers.get(tt.key), float) and math.isfinite(res.numbers[tt.key]))
+        say(f"{label} done in {fmt_duration(time.time() - t)}: {shown}")
+    out = judge(row, list(seeds), results)
+    out.seconds = time.time() - t0
+    say(f"claims: {row.key} → {out.verdict} ({out.reason}) in {fmt_duration(out.seconds)}")
+    return out
+
+
+def load_average() -> str:
+    """'1.23 / 0.98 / 0.75' (1, 5, 15 min), or 'n/a' where the OS has none."""
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def ensure_models(sizes: Sequence[str]) -> dict[str, str]:
+    """Folder of each base model size the rows use (built once and cached)."""
+    from alignlab.resolve import model_path
+
+    return {s: model_path(f"{MODEL_SCHEME}{s}") for s in sizes}
+
+
+MODEL_SCHEME = "testbed:"  # the resolver's name of the built-in base models
+
+
+def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int], quick: bool,
+            model_sizes: Sequence[str]) -> tuple[list[RowOutcome], dict[str, Any]]:
+    """Run every row; returns the outcomes and the run's facts (time, load, models)."""
+    from alignlab.threads import cpu_threads
+
+    t0, load0 = time.time(), load_average()
+    say(f"claims: {len(rows)} row(s) × {len(seeds)} seed(s), {'quick' if quick else 'full'} settings → {out_dir}")
+    models = ensure_models(model_sizes)
+    ctx_shared: dict[str, Any] = {}
+    outcomes = []
+    with cpu_threads(1):  # tiny models: one thread per process is fastest, and far faster under load
+        for i, row in enumerate(rows, 1):
+            say(f"claims: row {i}/{len(rows)} {row.key} — {row.paper}")
+            ctx = RowContext(out_dir / "runs" / row.key, quick, models, ctx_shared)
+            outcomes.append(run_row(row, ctx, seeds))
+    facts = {"seconds": round(time.time() - t0, 1), "load_average_start": load0, "load_average_end": load_average(),
+             "seeds": list(seeds), "quick": quick, "models": models, "cpu_count": os.cpu_count()}
+    return outcomes, facts
