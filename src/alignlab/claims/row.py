@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignlab.claims.stats import Direction
+from alignlab.claims.stats import Direction, Interval
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,9 @@ class SeedResult:
 class ClaimRow:
     """A seed paper's headline claim as something the testbed can measure.
 
-    `untestable(per_seed_numbers)` may return a reason the claim cannot be tested here
-    (e.g. the base model has no headroom on the measure); `curve_axes` labels the curves."""
+    `untestable(per_seed_numbers)` may return {test key: reason} for tests the testbed cannot
+    decide (e.g. the base model has no headroom on the measure); `summary(intervals)` may add
+    the row's own reading (e.g. where steering breaks); `curve_axes` labels the curves."""
 
     key: str
     paper: str
@@ -61,6 +62,7 @@ class ClaimRow:
     tests: tuple[Test, ...]
     measure: Callable[[RowContext, int], SeedResult]
     setup: str = ""  # one line: model, data, steps (filled by the row from its size preset)
-    untestable: Callable[[list[dict[str, float]]], str | None] | None = None
+    untestable: Callable[[list[dict[str, float]]], dict[str, str]] | None = None
+    summary: Callable[[dict[str, Interval]], str] | None = None
     curve_axes: tuple[str, str] = ("", "")
     extra_keys: tuple[str, ...] = ()  # numbers worth a line in CLAIMS.md besides the tests

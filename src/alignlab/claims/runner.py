@@ -28,15 +28,17 @@ class RowOutcome:
     reason: str = ""
     seconds: float = 0.0
     error: str = ""
+    summary: str = ""  # the row's own reading of its intervals (e.g. where steering breaks)
 
     def measurement(self) -> str:
         """'label: mean [lo, hi]; …' over the row's tests."""
-        return "; ".join(f"{t.label}: {self.intervals[t.key].text()}" for t in self.row.tests if t.key in self.intervals)
+        parts = [f"{t.label}: {self.intervals[t.key].text()}" for t in self.row.tests if t.key in self.intervals]
+        return "; ".join(parts + ([self.summary] if self.summary else []))
 
     def as_dict(self) -> dict[str, Any]:
         r = self.row
         return {"key": r.key, "paper": r.paper, "claim": r.claim, "setup": r.setup, "verdict": self.verdict,
-                "reason": self.reason, "seconds": round(self.seconds, 1), "error": self.error,
+                "reason": self.reason, "summary": self.summary, "seconds": round(self.seconds, 1), "error": self.error,
                 "tests": [{"key": t.key, "label": t.label, "direction": t.direction,
                            "outcome": self.outcomes.get(t.key, "unmeasured"),
                            **(self.intervals[t.key].as_dict() if t.key in self.intervals else {})}
@@ -47,21 +49,24 @@ class RowOutcome:
 
 
 def judge(row: ClaimRow, seeds: list[int], results: list[SeedResult]) -> RowOutcome:
-    """Intervals for every number measured on all seeds, the tests' outcomes and the verdict
-    (the row's own 'untestable here' reason, when it gives one, overrides the rule)."""
+    """Intervals for every number measured on all seeds, the tests' outcomes and the verdict.
+    A test the row declares untestable here (e.g. the base model has no headroom on it) is
+    not judged; its reason joins the verdict's."""
     out = RowOutcome(row, seeds, results)
     keys = [k for k in (results[0].numbers if results else {}) if all(k in r.numbers for r in results)]
     out.intervals = {k: t_interval([r.numbers[k] for r in results]) for k in keys}
-    out.outcomes = {t.key: outcome(out.intervals[t.key], t.direction) if t.key in out.intervals else "unmeasured"
+    why_not = row.untestable([r.numbers for r in results]) if row.untestable and results else {}
+    out.outcomes = {t.key: "untestable" if t.key in why_not else
+                    outcome(out.intervals[t.key], t.direction) if t.key in out.intervals else "unmeasured"
                     for t in row.tests}
     out.verdict, out.reason = verdict([out.outcomes[t.key] for t in row.tests])
-    why_not = row.untestable([r.numbers for r in results]) if row.untestable and results else None
-    if why_not:
-        out.verdict, out.reason = "untestable here", f"{why_not} ({out.reason} by the rule)"
-    else:
-        contra = [t.label for t in row.tests if out.outcomes[t.key] == "contradicts"]
-        if contra:
-            out.reason += "; opposite to the claim: " + ", ".join(contra)
+    labels = {t.key: t.label for t in row.tests}
+    out.reason += "".join(f"; untestable here: {labels.get(k, k)} — {why}" for k, why in why_not.items())
+    contra = [t.label for t in row.tests if out.outcomes[t.key] == "contradicts"]
+    if contra:
+        out.reason += "; opposite to the claim: " + ", ".join(contra)
+    if row.summary is not None and out.intervals:
+        out.summary = row.summary(out.intervals)
     return out
 
 

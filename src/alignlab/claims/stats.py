@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 Direction = Literal["greater", "less"]
-Outcome = Literal["supports", "inconclusive", "contradicts", "unmeasured"]
+Outcome = Literal["supports", "inconclusive", "contradicts", "untestable", "unmeasured"]
 Verdict = Literal["reproduced", "partly", "not", "untestable here"]
 LEVEL = 0.95
 
@@ -75,16 +75,20 @@ def outcome(iv: Interval, direction: Direction) -> Outcome:
 
 
 def verdict(outcomes: Sequence[Outcome]) -> tuple[Verdict, str]:
-    """The rule: reproduced when every test supports the claim; partly when at least one does;
-    not when none does; untestable here when a test has no interval (too few seeds).
-    Returns (verdict, the counts that decided it)."""
-    if not outcomes:
-        return "untestable here", "no test measured"
+    """The rule over the tests that could be judged here (outcome 'untestable': the row found
+    the testbed cannot show that effect; 'unmeasured': no interval, fewer than 2 seeds):
+    reproduced when every test supports the claim; partly when at least one does (or all
+    judged ones do but another test was untestable); not when none does; untestable here when
+    no test could be judged. Returns (verdict, the counts that decided it)."""
     n = len(outcomes)
-    counts = {o: sum(1 for x in outcomes if x == o) for o in ("supports", "inconclusive", "contradicts", "unmeasured")}
-    why = ", ".join(f"{c}/{n} {o}" for o, c in counts.items() if c)
+    kinds = ("supports", "inconclusive", "contradicts", "untestable", "unmeasured")
+    counts = {o: sum(1 for x in outcomes if x == o) for o in kinds}
+    why = ", ".join(f"{c}/{n} {o}" for o, c in counts.items() if c) or "no test"
     if counts["unmeasured"]:
         return "untestable here", f"{why} (a 95 % interval needs ≥ 2 seeds)"
+    judged = n - counts["untestable"]
+    if judged == 0:
+        return "untestable here", why
     if counts["supports"] == n:
         return "reproduced", why
     if counts["supports"]:

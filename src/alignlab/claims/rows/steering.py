@@ -1,0 +1,80 @@
+"""Row 5 — steering limits (e.g. Tan et al., 2024, "Analyzing the generalization and
+reliability of steering vectors"; Im & Li, 2025): a steering vector's effect weakens as the
+context grows more complex.
+
+Per seed: a CAA vector trained on seeded sentiment contrast pairs, applied at one layer with a
+fixed coefficient, on seeded review prompts under five conditions (zero-shot, few-shot, one
+distractor, a long distracting context, a multi-step chat turn). Shift = mean gold reward
+steered − unsteered (same sampling seed). Tests: shift(condition) − shift(zero-shot) < 0 for
+each harder condition. Where it breaks: the conditions whose shift interval no longer
+excludes 0."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alignlab.claims.row import ClaimRow, RowContext, SeedResult, Test
+from alignlab.claims.rows import common
+from alignlab.claims.stats import Interval
+
+HARDER = ("few_shot", "distractor", "long_context", "multi_step")
+LAYER, COEFFICIENT = 2, 16.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    pairs: int
+    prompts: int
+    new_tokens: int
+
+
+SIZES = {True: Sizes(pairs=32, prompts=8, new_tokens=12), False: Sizes(pairs=64, prompts=96, new_tokens=24)}
+
+
+def measure(ctx: RowContext, seed: int) -> SeedResult:
+    from alignlab.demo_stages import DemoContext
+    from alignlab.demo_stages.inference import testbed_conditions
+    from alignlab.interventions import limits, steering
+    from alignlab.interventions.hooks import num_layers
+    from alignlab.resolve import contrast_pairs, prompts
+
+    size = SIZES[ctx.quick]
+    model, tok = common.load(ctx.models["student"])
+    layer = min(LAYER, num_layers(model) - 1)
+    vec = steering.train_steering_vector(model, tok, contrast_pairs("testbed:sentiment", size.pairs, seed))
+    base = [str(p) for p in prompts("testbed:reviews", size.prompts, seed=3_000 + seed)]
+    demo = DemoContext(world=common.world(), base_model=ctx.models["student"], out_dir=ctx.seed_dir(seed), seed=seed)
+    conds = testbed_conditions(demo, tok, base)
+    ev = limits.generation_evaluator(model, tok, lambda: vec.apply(model, COEFFICIENT, layer),
+                                     lambda t: common.gold([t])[0], size.new_tokens, seed=seed)
+    rows = {r["condition"]: r for r in limits.limits_study(conds, ev, tok)}
+    numbers = {}
+    for name, r in rows.items():
+        numbers[f"shift_{name}"] = r["shift"]
+        numbers[f"tokens_{name}"] = r["prompt_tokens"]
+    for name in HARDER:
+        numbers[f"drop_{name}"] = rows[name]["shift"] - rows["zero_shot"]["shift"]
+    order = sorted(rows, key=lambda n: rows[n]["prompt_tokens"])
+    curve = ([rows[n]["prompt_tokens"] for n in order], [rows[n]["shift"] for n in order])
+    return SeedResult(numbers, {f"seed {seed}": curve}, note="conditions by prompt length: " + ", ".join(order))
+
+
+def summary(iv: dict[str, Interval]) -> str:
+    """Where steering stops moving the reward: conditions whose shift interval does not exclude 0."""
+    names = [n for n in ("zero_shot", *HARDER) if f"shift_{n}" in iv]
+    broken = [n for n in names if not iv[f"shift_{n}"].lo > 0]
+    if not broken:
+        return "steering still significant (shift > 0) in every condition"
+    return ("steering no longer significant in: " + ", ".join(
+        f"{n} (~{iv[f'tokens_{n}'].mean:.0f} tokens)" for n in broken if f"tokens_{n}" in iv))
+
+
+ROW = ClaimRow(
+    key="steering", paper="Steering-vector limits (Tan et al., 2024)",
+    claim="steering weakens with context complexity (and breaks somewhere)",
+    tests=tuple(Test(f"drop_{n}", "less", f"shift {n} − zero-shot") for n in HARDER),
+    measure=measure, summary=summary, curve_axes=("prompt tokens (condition)", "reward shift steered − unsteered"),
+    extra_keys=tuple(f"shift_{n}" for n in ("zero_shot", *HARDER)) + tuple(f"tokens_{n}" for n in ("zero_shot", *HARDER)),
+    setup=f"base student; CAA vector from 64 seeded sentiment pairs (quick 32), layer {LAYER}, c = +{COEFFICIENT:g}; "
+          "96 seeded review prompts (quick 8) per condition, 24 new tokens (quick 12), same sampling seed on and off",
+)
