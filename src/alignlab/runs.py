@@ -311,9 +311,13 @@ class RunDir:
         if self.is_main:
             (ckpt / SUSPECT).unlink(missing_ok=True)
 
+    def checkpoint_tmp(self, step: int) -> Path:
+        """Where checkpoint `step` is written before `commit_checkpoint` publishes it."""
+        return self.path / "checkpoints" / f".tmp-{CKPT_PREFIX}{step:07d}"
+
     def begin_checkpoint(self, step: int) -> Path:
         """A fresh temp folder to write checkpoint `step` into; see `commit_checkpoint`."""
-        tmp = self.path / "checkpoints" / f".tmp-{CKPT_PREFIX}{step:07d}"
+        tmp = self.checkpoint_tmp(step)
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)

@@ -4,6 +4,8 @@ good checkpoint, and rotation never deletes that one."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -133,3 +135,106 @@ def test_the_divergence_bar_works_for_losses_of_either_sign():
     assert "for 2 steps in a row (steps 14-15" in w.update(5.0, 15)
     cfg.divergence_factor = 0.0
     assert DivergenceWatch(cfg).bar() is None
+
+
+class Wide(torch.nn.Module):
+    """The toy regressor plus 40 000 trained zeros, so a checkpoint is ~0.5 MB (160 KB of weights,
+    320 KB of Adam moments) and a small file-size limit or file system refuses it."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 1)
+        self.wide = torch.nn.Parameter(torch.zeros(40_000))
+
+    def forward(self, x):
+        return self.linear(x) + 0 * self.wide.sum()
+
+
+# Run in a child process: RLIMIT_FSIZE turns writes past the limit into EFBIG for the rest of it.
+FULL_DISK_CHILD = r"""
+import json, resource, signal, sys, torch
+from toy_task import DATA, collate, mse
+from test_checkpoints import Wide
+from alignlab.config import TrainSettings
+from alignlab.errors import TrainingError
+from alignlab.runs import RunDir
+from alignlab.train.loop import Trainer, seed_everything
+
+from safetensors.torch import save_file
+
+
+def save(model, out):
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+
+
+seed_everything(0)
+cfg = TrainSettings(lr=0.05, batch_size=4, max_steps=6, save_every=3, log_every=1, progress=False)
+t = Trainer(Wide(), cfg, RunDir(sys.argv[1]), save_fn=save)
+t.fit(DATA, collate, mse)
+t.save_final(card=False)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+out = {}
+for what, limit in (("weights", 100_000), ("state", 250_000)):  # safetensors fails first, then torch.save
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    t.step_count += 1
+    try:
+        t.save_checkpoint()
+    except TrainingError as e:
+        out[what] = str(e)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+try:
+    t.save_final(card=False)
+except TrainingError as e:
+    out["final"] = str(e)
+print(json.dumps(out))
+"""
+
+
+def test_a_write_past_a_file_size_limit_is_a_clear_error_keeping_the_last_checkpoint(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    final = tmp_path / "final" / "model.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    errors = json.loads(proc.stdout.splitlines()[-1])
+    run = RunDir(tmp_path, lock=False)
+    assert names(run) == ["step-0000003", "step-0000006"]  # both failed checkpoints left nothing behind
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+    assert re.search(r"could not write checkpoint .*step-0000007: .*File too large.*Last good checkpoint: "
+                     r".*step-0000003", errors["weights"])
+    # torch.save hides the reason in a RuntimeError; the message still names the folder and the cause
+    assert re.search(r"could not write checkpoint .*step-0000008: .*\.tmp-step-0000008.*RuntimeError", errors["state"])
+    assert re.search(r"could not save the final model to .*final: .*File too large.*Nothing there was changed",
+                     errors["final"])
+    assert final.stat().st_size > 100_000 and not (tmp_path / ".tmp-final").exists()  # the old final stays
+
+
+def test_a_full_file_system_is_a_clear_error_naming_the_path(tmp_path):
+    import os
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    run = RunDir(mnt / "run")
+    try:
+        t = Trainer(Wide(), TrainSettings(lr=0.05, batch_size=4, max_steps=9, save_every=3, log_every=1,
+                                          progress=False), run)
+        with pytest.raises(TrainingError, match=r"could not write checkpoint .*step-0000009: .*"
+                                                r"(No space left on device|disk is likely full).*Last good"):
+            t.fit(DATA, collate, mse)
+        assert names(t.run) == ["step-0000003", "step-0000006"]
+        assert load_file(str(t.run.latest_checkpoint() / "trainable.safetensors"))["wide"].shape == (40_000,)
+    finally:
+        run.close()  # lets go of RUN/.lock
+        if subprocess.run(["umount", str(mnt)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], check=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +27,12 @@ import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
-from safetensors.torch import load_file, save_file
 
 from alignlab.config import TrainSettings, to_dict
 from alignlab.errors import TrainingError
-from alignlab.runs import UNCONFIRMED, RunDir
-from alignlab.train import trackers
-from alignlab.train.guards import DivergenceWatch, non_finite
+from alignlab.runs import RunDir
+from alignlab.train import sharding, trackers
+from alignlab.train.guards import DivergenceWatch
 from alignlab.train.online import (
     Buffer,
     Callback,
@@ -46,6 +44,7 @@ from alignlab.train.online import (
     no_accelerator,
     to_device,
 )
+from alignlab.train.saving import Saving
 
 __all__ = ["Buffer", "Callback", "LossFn", "OnlineRNG", "Stateful", "TrainResult", "Trainer", "device_generator",
            "mean_metrics", "no_accelerator", "seed_everything", "to_device"]
@@ -94,7 +93,7 @@ def _to_float(v: Any) -> float:
     return float(v)
 
 
-class Trainer(OnlineLoop):
+class Trainer(Saving, OnlineLoop):
     """Optimiser, schedule, logging and checkpoints around one model.
 
     `recipe` names the method in the final model's card (default: read from the run folder)."""
@@ -130,7 +129,13 @@ class Trainer(OnlineLoop):
         if not params:
             raise TrainingError("the model has no trainable parameters")
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if sharding.is_deepspeed(self.accelerator):
+            sharding.prepare_deepspeed(self.accelerator, cfg)
+        if sharding.is_fsdp2(model) and not self.accelerator.is_fsdp2:
+            # sharded by the caller (`fully_shard`): FSDP2 reduces its own gradients, no DDP wrapper
+            self.model, self.optimizer = model, self.accelerator.prepare(optimizer)
+        else:
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_lambda(cfg, total_steps)
         )
@@ -177,7 +182,9 @@ class Trainer(OnlineLoop):
         n = len(micro_batches)
         for i, batch in enumerate(micro_batches):
             sync = i == n - 1
-            ctx = self.accelerator.no_sync(self.model) if not sync and self.world > 1 else _null()
+            # DeepSpeed's engine reduces, clips and steps at the boundary this flag marks
+            self.accelerator.sync_gradients = sync
+            ctx = sharding.no_grad_sync(self.accelerator, self.model) if not sync and self.world > 1 else _null()
             with ctx:
                 loss, metrics = loss_fn(self.model, to_device(batch, self.device))
                 if not torch.isfinite(loss.detach()).all():
@@ -185,7 +192,7 @@ class Trainer(OnlineLoop):
                         f"loss is {float(loss.detach())} at step {self.step_count + 1}; stopped. "
                         + self.checkpoint_hint()
                     )
-                self.accelerator.backward(loss / n)
+                self.backward(loss, n)
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / n
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + _to_float(v) / n
@@ -193,7 +200,8 @@ class Trainer(OnlineLoop):
             [p for p in self.model.parameters() if p.requires_grad],
             self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf"),
         )
-        if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):
+        grad_norm = _norm_value(grad_norm)
+        if grad_norm is not None and not math.isfinite(grad_norm):
             raise TrainingError(
                 f"gradient norm is {float(grad_norm)} at step {self.step_count + 1}; stopped. "
                 + self.checkpoint_hint()
@@ -203,7 +211,7 @@ class Trainer(OnlineLoop):
         self.optimizer.zero_grad(set_to_none=True)
         self.step_count += 1
         if grad_norm is not None:
-            sums["grad_norm"] = float(grad_norm)
+            sums["grad_norm"] = grad_norm
         sums["lr"] = self.scheduler.get_last_lr()[0]
         sums = self.mean_over_processes(sums)  # identical on every process, so all stop together
         why = self.divergence.update(sums["loss"], self.step_count)
@@ -216,6 +224,15 @@ class Trainer(OnlineLoop):
             self.unconfirmed = None
         return sums
 
+    def backward(self, loss: torch.Tensor, n: int) -> None:
+        """Backward of one of `n` micro-batches, scaled by 1/n. alignlab divides (the accelerator's
+        own accumulation is 1), DeepSpeed too: its engine is told not to divide again, so a short
+        last group of an online epoch is weighted right whatever the JSON's accumulation says."""
+        if sharding.is_deepspeed(self.accelerator):
+            self.accelerator.backward(loss / n, scale_wrt_gas=False)
+        else:
+            self.accelerator.backward(loss / n)
+
     def mean_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
         """Each value averaged over processes (identical on every process afterwards)."""
         if self.world == 1 or not metrics:
@@ -224,116 +241,6 @@ class Trainer(OnlineLoop):
         t = torch.tensor([metrics[k] for k in keys], device=self.accelerator.device)
         t = self.accelerator.reduce(t, reduction="mean")
         return dict(zip(keys, t.tolist()))
-
-    # --- checkpoints -----------------------------------------------------------------
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Trainable parameters only (frozen base weights are reloaded from the source)."""
-        return {
-            n: p.detach().cpu().clone().contiguous()
-            for n, p in self.unwrapped.named_parameters()
-            if p.requires_grad
-        }
-
-    def check_finite(self) -> None:
-        """TrainingError unless every trainable parameter and optimizer state tensor is finite
-        (checked on every process, so all stop together)."""
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        bad = non_finite(named)
-        if not bad:
-            names = {id(p): n for n, p in named}
-            opt = getattr(self.optimizer, "optimizer", self.optimizer)
-            bad = non_finite((f"optimizer state '{k}' of {names.get(id(p), '?')}", v)
-                             for p, st in opt.state.items() for k, v in st.items() if isinstance(v, torch.Tensor))
-        if bad:
-            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-            raise TrainingError(f"not saving a checkpoint at step {self.step_count}: {', '.join(bad[:3])}{more} "
-                                f"hold NaN/inf (lower train.lr?); stopped. {self.checkpoint_hint()}")
-
-    def save_checkpoint(self) -> Path | None:
-        """Write a complete checkpoint atomically (temp folder, then rename) after checking the
-        weights are finite. It is "good" (`last_good_checkpoint`, never rotated away) once the
-        next step's loss, computed with its weights, is calm; one taken during a loss spike never is."""
-        self.check_finite()
-        self.accelerator.wait_for_everyone()
-        if not self.is_main:
-            return None
-        tmp = self.run.begin_checkpoint(self.step_count)
-        save_file(self.trainable_state(), str(tmp / "trainable.safetensors"))
-        state = {
-            "step": self.step_count,
-            "iteration": self.iteration,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-            },
-            "extra": {k: v.state_dict() for k, v in self.extra_state.items()},
-            "divergence": self.divergence.state_dict(),
-        }
-        torch.save(state, tmp / "trainer_state.pt")
-        spike = self.divergence.suspect
-        self.last_checkpoint = self.run.commit_checkpoint(
-            tmp, self.step_count, keep=self.cfg.keep_checkpoints, suspect=spike or UNCONFIRMED
-        )
-        self.unconfirmed = None if spike else self.last_checkpoint
-        return self.last_checkpoint
-
-    def resume(self, checkpoint: Path | None = None) -> bool:
-        """Load the latest (or given) checkpoint; False when there is none."""
-        ckpt = checkpoint or self.run.latest_checkpoint()
-        if ckpt is None:
-            return False
-        weights = load_file(str(ckpt / "trainable.safetensors"))
-        missing = self.unwrapped.load_state_dict(weights, strict=False)
-        if missing.unexpected_keys:
-            raise TrainingError(f"{ckpt}: checkpoint has unknown weights {missing.unexpected_keys[:3]}")
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
-        for k, v in self.extra_state.items():
-            if k in state["extra"]:
-                v.load_state_dict(state["extra"][k])
-        if "divergence" in state:
-            self.divergence.load_state_dict(state["divergence"])
-        self.step_count = self.resumed_at = int(state["step"])
-        self.iteration = int(state.get("iteration", 0))
-        self.last_checkpoint = ckpt
-        self.last_good_checkpoint = self.run.last_good_checkpoint()
-        self.unconfirmed = ckpt if self.run.checkpoint_note(ckpt) == UNCONFIRMED else None
-        self.run.truncate_metrics(self.step_count)
-        return True
-
-    def save_final(self, tokenizer=None, out: Path | None = None, card: bool = True) -> Path:
-        """Save the trained model in transformers/PEFT format under RUN/final, with its tokenizer
-        when given (so the folder loads back with `from_pretrained` alone) and, when `card`, a
-        model card README.md (`alignlab.model_card`); then finish the experiment trackers."""
-        out = out or (self.run.path / "final")
-        self.accelerator.wait_for_everyone()
-        if self.is_main:
-            if self.save_fn is not None:
-                self.save_fn(self.unwrapped, out)
-            else:
-                self.unwrapped.save_pretrained(out, safe_serialization=True)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(out)
-            if card:
-                self.write_card(out)
-        self.end_tracking()
-        return out
-
-    def write_card(self, out: Path) -> None:
-        """out/README.md, the model card; a card that cannot be written is a warning, not a lost run."""
-        from alignlab.model_card import write_model_card
-
-        try:
-            write_model_card(out, self.run.path, recipe=self.recipe)
-        except (OSError, ValueError) as e:
-            warnings.warn(f"{out}: model card not written ({type(e).__name__}: {e})", stacklevel=2)
 
     # --- experiment trackers ------------------------------------------------------------
     def tracked_config(self) -> dict[str, Any]:
@@ -414,6 +321,15 @@ class Trainer(OnlineLoop):
             self.run.log({"step": self.step_count, "final": True, **final})
         last = history[-1] if history else {}
         return TrainResult(self.step_count, {**last, **final}, history)
+
+
+def _norm_value(norm: Any) -> float | None:
+    """A gradient norm as a float: whole when FSDP2 returns it as a DTensor, None when unknown."""
+    if norm is None:
+        return None
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return float(norm)
 
 
 class _null:
