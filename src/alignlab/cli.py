@@ -18,7 +18,7 @@ from alignlab.errors import AlignlabError, describe_os_error
 # imports nothing heavy; only the chosen command's module is imported (see `build_parser`).
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("alignlab.demo", "Run the end-to-end demo on the built-in test world (offline, CPU)"),
-    "claims": ("alignlab.claims.cli", "Re-measure each seed paper's headline claim (≥ 3 seeds, 95 % intervals)"),
+    "claims": ("alignlab.claims.cli", "Re-measure each seed paper's headline claim (≥ 3 seeds, 95-percent t intervals)"),
     "testbed": ("alignlab.testbed.cli", "Build the offline testbed: world, tokenizer and base models"),
     "data": ("alignlab.data.oasst.cli", "Read, validate and export OpenAssistant conversation trees"),
     "sft": ("alignlab.recipes.sft", "Supervised fine-tuning on chat threads or prompt/response pairs"),

@@ -40,9 +40,9 @@ def _rows_arg(text: str) -> list[str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("claims", help="Re-measure each seed paper's headline claim (≥ 3 seeds, 95 % intervals)",
+    p = sub.add_parser("claims", help="Re-measure each seed paper's headline claim (≥ 3 seeds, 95-percent t intervals)",
                        description="Re-measure each seed paper's headline claim on the built-in test world with "
-                                   "several seeds and 95 % t intervals; write DIR/CLAIMS.md, DIR/claims.json and "
+                                   "several seeds and 95-percent t intervals; write DIR/CLAIMS.md, DIR/claims.json and "
                                    "DIR/plots/, and print paper | claim | measurement | verdict. Rows: "
                                    + ", ".join(ROWS) + ".")
     p.add_argument("--quick", action="store_true", help="small settings (minutes; a smoke test, not evidence)")

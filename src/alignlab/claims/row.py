@@ -13,7 +13,7 @@ from alignlab.claims.stats import Direction, Interval
 
 
 @dataclass(frozen=True)
-class Test:
+class ClaimTest:
     """One quantity measured per seed (a key of the seed's numbers) and the claimed direction
     of its difference from 0."""
 
@@ -59,7 +59,7 @@ class ClaimRow:
     key: str
     paper: str
     claim: str
-    tests: tuple[Test, ...]
+    tests: tuple[ClaimTest, ...]
     measure: Callable[[RowContext, int], SeedResult]
     setup: str = ""  # one line: model, data, steps (filled by the row from its size preset)
     untestable: Callable[[list[dict[str, float]]], dict[str, str]] | None = None

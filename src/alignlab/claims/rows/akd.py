@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from alignlab.claims.row import ClaimRow, RowContext, SeedResult, Test
+from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 
 UNIFORM = 1e6  # curriculum temperature at which P(bucket) ∝ exp(difficulty / T) is flat
 
@@ -77,7 +77,7 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
 ROW = ClaimRow(
     key="akd", paper="AKD: adversarial knowledge distillation for code (SPEC §7)",
     claim="AKD raises the student's pass@k over plain distillation at equal teacher calls",
-    tests=(Test("akd_minus_plain_pass@1", "greater", "AKD − plain distillation, held-out pass@1"),),
+    tests=(ClaimTest("akd_minus_plain_pass@1", "greater", "AKD − plain distillation, held-out pass@1"),),
     measure=measure,
     extra_keys=("before_pass@1", "akd_pass@1", "plain_pass@1", "akd_minus_plain_pass@5", "akd_pairs", "plain_distill",
                 "akd_distill"),

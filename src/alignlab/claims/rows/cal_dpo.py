@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alignlab.claims.row import ClaimRow, RowContext, SeedResult, Test
+from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common
 from alignlab.claims.stats import frontier_at
 
@@ -94,9 +94,9 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
 ROW = ClaimRow(
     key="cal_dpo", paper="Cal-DPO (Xiao et al., NeurIPS 2024)",
     claim="Cal-DPO's chosen reward stays positive while DPO's falls; Cal-DPO ≥ DPO on gold at equal drift",
-    tests=(Test("cal_dpo_chosen_reward", "greater", "Cal-DPO held-out chosen reward β·h_w"),
-           Test("dpo_chosen_reward", "less", "DPO held-out chosen reward β·h_w"),
-           Test("cal_minus_dpo_gold_at_equal_drift", "greater", "Cal-DPO − DPO gold at equal drift")),
+    tests=(ClaimTest("cal_dpo_chosen_reward", "greater", "Cal-DPO held-out chosen reward β·h_w"),
+           ClaimTest("dpo_chosen_reward", "less", "DPO held-out chosen reward β·h_w"),
+           ClaimTest("cal_minus_dpo_gold_at_equal_drift", "greater", "Cal-DPO − DPO gold at equal drift")),
     measure=measure, curve_axes=("drift: NLL/token of samples under SFT", "gold reward"),
     extra_keys=("sft_gold", "dpo_final_gold", "cal_dpo_final_gold", "dpo_final_drift", "cal_dpo_final_drift",
                 "equal_drift_nll"),

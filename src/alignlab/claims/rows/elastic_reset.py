@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alignlab.claims.row import ClaimRow, RowContext, SeedResult, Test
+from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.stats import frontier_at
 
 BUDGETS = (1.0, 2.0, 4.0, 8.0)  # KL(π‖π0) budgets in nats
@@ -73,7 +73,7 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
 ROW = ClaimRow(
     key="elastic_reset", paper="Elastic Reset (Noukhovitch et al., NeurIPS 2023)",
     claim="Elastic Reset's reward-vs-drift front dominates PPO + KL over longer runs",
-    tests=tuple(Test(f"er_minus_ppo_kl{b:g}", "greater", f"ER − PPO best reward at KL ≤ {b:g}") for b in BUDGETS),
+    tests=tuple(ClaimTest(f"er_minus_ppo_kl{b:g}", "greater", f"ER − PPO best reward at KL ≤ {b:g}") for b in BUDGETS),
     measure=measure, curve_axes=("KL(π‖π0), nats", "gold reward"),
     extra_keys=("ppo_final_reward", "er_final_reward", "ppo_final_kl", "er_final_kl", "er_resets"),
     setup="base student, review continuations, gold sentiment reward; β_KL = 0.05, lr 3e-4, 60 iterations × 32 "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alignlab.claims.row import ClaimRow, RowContext, SeedResult, Test
+from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common
 
 QUALITY = 1.0
@@ -87,8 +87,8 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
 ROW = ClaimRow(
     key="ensembles", paper="Reward model ensembles (Coste et al., ICLR 2024)",
     claim="conservative ensembles beat a single reward model at large N under label noise",
-    tests=(Test("min_minus_single", "greater", "ensemble min − single, BoN gold at max N"),
-           Test("mean_minus_std_minus_single", "greater", "ensemble mean−std − single, BoN gold at max N")),
+    tests=(ClaimTest("min_minus_single", "greater", "ensemble min − single, BoN gold at max N"),
+           ClaimTest("mean_minus_std_minus_single", "greater", "ensemble mean−std − single, BoN gold at max N")),
     measure=measure, curve_axes=("N (best-of-N)", "gold reward of the pick"),
     extra_keys=("mean_minus_single", "label_agreement"),
     setup=f"base student; train pool 128 prompts × 16, test pool 48 × 64 (quick 16 × 8, 8 × 16); annotator q = {QUALITY:g}; "

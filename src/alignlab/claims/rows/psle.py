@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from alignlab.claims.row import ClaimRow, RowContext, SeedResult, Test
+from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common
 
 END = "<|end|>"  # the world's document separator: the principle is a whole document before the query
@@ -122,9 +122,9 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
 ROW = ClaimRow(
     key="psle", paper="PSLE: principle-guided self-labelling (SPEC §6)",
     claim="PSLE beats SFT-on-best and DPO at equal samples, and the principle matters (ablation)",
-    tests=(Test("psle_minus_sft_best", "greater", "PSLE − SFT-on-best gold"),
-           Test("psle_minus_dpo", "greater", "PSLE − DPO gold"),
-           Test("psle_minus_neutral_principle", "greater", "PSLE − PSLE with a neutral principle")),
+    tests=(ClaimTest("psle_minus_sft_best", "greater", "PSLE − SFT-on-best gold"),
+           ClaimTest("psle_minus_dpo", "greater", "PSLE − DPO gold"),
+           ClaimTest("psle_minus_neutral_principle", "greater", "PSLE − PSLE with a neutral principle")),
     measure=measure,
     extra_keys=("principle_effect_base", "gold_base", "gold_psle", "gold_psle_neutral", "gold_sft_best", "gold_dpo"),
     setup="base student, review prompts, gold sentiment reward; 12 iterations × 64 queries (quick 2 × 8), 2 epochs, "

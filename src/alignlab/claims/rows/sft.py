@@ -4,7 +4,7 @@ SFT model of the same seed (same prompts, same sampling seed), paired per seed."
 
 from __future__ import annotations
 
-from alignlab.claims.row import ClaimRow, RowContext, SeedResult, Test
+from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common
 
 
@@ -27,7 +27,7 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
 ROW = ClaimRow(
     key="sft", paper="OpenAssistant Conversations (Köpf et al., 2023)",
     claim="SFT on OASST-format trees beats the base model on the gold reward",
-    tests=(Test("sft_minus_base", "greater", "SFT − base gold reward"),),
+    tests=(ClaimTest("sft_minus_base", "greater", "SFT − base gold reward"),),
     measure=measure, extra_keys=("base_gold", "sft_gold"),
     setup="student; top-1 threads exported from the world's OASST trees; SFT 120 steps × 16 (quick 10); "
           "96 held-out questions (quick 16), 32 new tokens, T = 1",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alignlab.claims.row import ClaimRow, RowContext, SeedResult, Test
+from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common
 from alignlab.claims.stats import Interval
 
@@ -72,7 +72,7 @@ def summary(iv: dict[str, Interval]) -> str:
 ROW = ClaimRow(
     key="steering", paper="Steering-vector limits (Tan et al., 2024)",
     claim="steering weakens with context complexity (and breaks somewhere)",
-    tests=tuple(Test(f"drop_{n}", "less", f"shift {n} − zero-shot") for n in HARDER),
+    tests=tuple(ClaimTest(f"drop_{n}", "less", f"shift {n} − zero-shot") for n in HARDER),
     measure=measure, summary=summary, curve_axes=("prompt tokens (condition)", "reward shift steered − unsteered"),
     extra_keys=tuple(f"shift_{n}" for n in ("zero_shot", *HARDER)) + tuple(f"tokens_{n}" for n in ("zero_shot", *HARDER)),
     setup=f"base student; CAA vector from 64 seeded sentiment pairs (quick 32), layer {LAYER}, c = +{COEFFICIENT:g}; "
