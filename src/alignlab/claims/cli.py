@@ -9,8 +9,6 @@ from pathlib import Path
 
 from alignlab.claims.registry import ROWS
 
-MODEL_SIZES = ("student", "tiny")  # base models the rows use (built once and cached)
-
 
 def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[str] | None = None,
                command: str = "") -> dict[str, Path]:
@@ -23,7 +21,7 @@ def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[
 
     chosen = load_rows(rows)
     out = Path(out)
-    outcomes, facts = run_all(chosen, out, list(range(seeds)), quick, MODEL_SIZES)
+    outcomes, facts = run_all(chosen, out, list(range(seeds)), quick)
     written = write_all(outcomes, facts, command or f"alignlab claims --out {out}", out)
     print_table("alignlab claims — seed papers' headline claims on the built-in world", table_rows(outcomes))
     say(f"claims: all done in {fmt_duration(facts['seconds'])} (load average {facts['load_average_start']} → "

@@ -82,7 +82,9 @@ def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str
               f"{_md_escape(r['verdict'])} |" for r in table_rows(outcomes)]
     for o in outcomes:
         lines += ["", f"## {o.row.key} — {o.row.paper}", "", f"Claim: {o.row.claim}.  ", f"Setup: {o.row.setup}.  ",
-                  f"Verdict: **{o.verdict}** ({o.reason}); {o.seconds / 60:.1f} min.", ""]
+                  f"Verdict: **{o.verdict}** ({o.reason}); {o.seconds / 60:.1f} min.  "]
+        lines += [f"Reading: {o.summary}."] if o.summary else []
+        lines.append("")
         keys = [t.key for t in o.row.tests] + [k for k in o.row.extra_keys if k not in {t.key for t in o.row.tests}]
         keys = [k for k in keys if k in o.intervals]
         if keys:

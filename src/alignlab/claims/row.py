@@ -29,7 +29,7 @@ class RowContext:
 
     out_dir: Path  # DIR/runs/<row>
     quick: bool
-    models: dict[str, str]  # size name → model folder
+    models: dict[str, str]  # size name → model folder (resolved on first use)
     shared: dict[str, Any] = field(default_factory=dict)
 
     def seed_dir(self, seed: int) -> Path:

@@ -105,24 +105,28 @@ def load_average() -> str:
         return "n/a"
 
 
-def ensure_models(sizes: Sequence[str]) -> dict[str, str]:
-    """Folder of each base model size the rows use (built once and cached)."""
-    from alignlab.resolve import model_path
+class BaseModels(dict):
+    """Base model folders by size name, resolved (built once and cached) on first use, so a
+    run builds only the sizes its rows ask for."""
 
-    return {s: model_path(f"{MODEL_SCHEME}{s}") for s in sizes}
+    def __missing__(self, size: str) -> str:
+        from alignlab.resolve import model_path
+
+        self[size] = model_path(f"{MODEL_SCHEME}{size}")
+        return self[size]
 
 
 MODEL_SCHEME = "testbed:"  # the resolver's name of the built-in base models
 
 
-def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int], quick: bool,
-            model_sizes: Sequence[str]) -> tuple[list[RowOutcome], dict[str, Any]]:
+def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int],
+            quick: bool) -> tuple[list[RowOutcome], dict[str, Any]]:
     """Run every row; returns the outcomes and the run's facts (time, load, models)."""
     from alignlab.threads import cpu_threads
 
     t0, load0 = time.time(), load_average()
     say(f"claims: {len(rows)} row(s) × {len(seeds)} seed(s), {'quick' if quick else 'full'} settings → {out_dir}")
-    models = ensure_models(model_sizes)
+    models = BaseModels()
     ctx_shared: dict[str, Any] = {}
     outcomes = []
     with cpu_threads(1):  # tiny models: one thread per process is fastest, and far faster under load
@@ -131,5 +135,5 @@ def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int], quick
             ctx = RowContext(out_dir / "runs" / row.key, quick, models, ctx_shared)
             outcomes.append(run_row(row, ctx, seeds))
     facts = {"seconds": round(time.time() - t0, 1), "load_average_start": load0, "load_average_end": load_average(),
-             "seeds": list(seeds), "quick": quick, "models": models, "cpu_count": os.cpu_count()}
+             "seeds": list(seeds), "quick": quick, "models": dict(models), "cpu_count": os.cpu_count()}
     return outcomes, facts

@@ -2,7 +2,7 @@
 fails most and training on (passing teacher ≻ failing student) pairs plus distillation raises
 the student's pass@k over plain distillation with the same number of teacher calls.
 
-Per seed, teacher and student fixed (the larger → the smaller built-in model): AKD (the `akd`
+Per seed, teacher and student fixed (`pair`): AKD (the `akd`
 recipe: adversarial curriculum, pairs + distillation) vs plain distillation (the same recipe
 with no pairs and a uniform curriculum: exercises drawn evenly); same rounds, exercises per
 round and teacher samples, so the same teacher calls. Measured: held-out pass@1 / pass@k of the
@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 
+CEILING = 0.9  # student pass@1 before training at or above this on every seed: nothing to raise
 UNIFORM = 1e6  # curriculum temperature at which P(bucket) ∝ exp(difficulty / T) is flat
 
 
@@ -31,8 +32,17 @@ SIZES = {True: Sizes(1, 4, 2, 2, (1,), 3), False: Sizes(6, 16, 4, 10, (1, 5), 0)
 
 
 def pair(ctx: RowContext) -> tuple[str, str, str]:
-    """(teacher folder, student folder, label): the largest two built-in sizes this command built."""
+    """(teacher folder, student folder, label): the built-in student teaches the tiny model. Not
+    teacher → student: the student already passes ≈ 93 % of the held-out exercises
+    (benchmarks/RESULTS_psle_akd.md), which leaves AKD nothing to show (see `untestable`)."""
     return ctx.models["student"], ctx.models["tiny"], "student → tiny"
+
+
+def untestable(per_seed: list[dict[str, float]]) -> dict[str, str]:
+    """The student needs headroom: a held-out pass@1 below the ceiling before training."""
+    if all(r["before_pass@1"] >= CEILING for r in per_seed):
+        return {"akd_minus_plain_pass@1": f"the student already passes ≥ {CEILING:.0%} before training: no headroom"}
+    return {}
 
 
 def config(ctx: RowContext, seed: int, plain: bool):
@@ -78,10 +88,10 @@ ROW = ClaimRow(
     key="akd", paper="AKD: adversarial knowledge distillation for code (SPEC §7)",
     claim="AKD raises the student's pass@k over plain distillation at equal teacher calls",
     tests=(ClaimTest("akd_minus_plain_pass@1", "greater", "AKD − plain distillation, held-out pass@1"),),
-    measure=measure,
+    measure=measure, untestable=untestable,
     extra_keys=("before_pass@1", "akd_pass@1", "plain_pass@1", "akd_minus_plain_pass@5", "akd_pairs", "plain_distill",
                 "akd_distill"),
-    setup="teacher student (1M) → student tiny (0.2M); built-in code exercises; 6 rounds × 16 exercises × 4 samples "
+    setup="teacher: the built-in student (1M) → student: tiny (0.2M); built-in code exercises; 6 rounds × 16 exercises × 4 samples "
           "each side (quick 1 × 4 × 2); plain = no pairs, uniform curriculum; pass@k with n = 10 on the held-out "
           "problems (quick n = 2 on 3)",
 )
