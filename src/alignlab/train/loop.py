@@ -10,8 +10,11 @@ schedule, every micro-batch moved to the accelerator's device (`to_device`), log
 metrics.jsonl (and to the experiment trackers of `train.report_to`, `alignlab.train.trackers`)
 and a progress bar, NaN checks and divergence stops naming the last good checkpoint
 (`DivergenceWatch`), atomic checkpoints of finite weights only, exact resume, and
-the final model with its model card (`save_final`, `alignlab.model_card`). Accelerate sits
-underneath, so `accelerate launch` gives DDP and `mixed_precision: bf16` applies to every recipe.
+the final model with its model card (`save_final`, `alignlab.model_card`; both in
+`alignlab.train.saving`). Accelerate sits underneath, so `accelerate launch` gives DDP, FSDP2 or
+DeepSpeed (`alignlab.train.sharding`: saving gathers the shards, DeepSpeed's engine is told the
+accumulation boundary) and `mixed_precision: bf16` applies to every recipe. A model the caller
+sharded with FSDP2's `fully_shard` is used as it is (no DDP wrapper).
 """
 
 from __future__ import annotations
