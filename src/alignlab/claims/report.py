@@ -61,7 +61,7 @@ def curves_plot(o: RowOutcome, path: Path) -> Path | None:
     from alignlab.plots import line_plot
 
     x, y = o.row.curve_axes
-    return line_plot(series, path, title=f"{o.row.key}: {o.row.claim[:70]}", xlabel=x, ylabel=y, markers=True)
+    return line_plot(series, path, title=f"{o.row.key}: per-seed curves", xlabel=x, ylabel=y, markers=True)
 
 
 def _md_escape(text: str) -> str:

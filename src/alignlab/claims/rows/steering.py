@@ -11,6 +11,7 @@ excludes 0."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
@@ -62,6 +63,8 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
 def summary(iv: dict[str, Interval]) -> str:
     """Where steering stops moving the reward: conditions whose shift interval does not exclude 0."""
     names = [n for n in ("zero_shot", *HARDER) if f"shift_{n}" in iv]
+    if not names or any(math.isnan(iv[f"shift_{n}"].lo) for n in names):
+        return ""  # no intervals (one seed): no reading
     broken = [n for n in names if not iv[f"shift_{n}"].lo > 0]
     if not broken:
         return "steering still significant (shift > 0) in every condition"
