@@ -21,8 +21,11 @@ def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[
 
     chosen = load_rows(rows)
     out = Path(out)
-    outcomes, facts = run_all(chosen, out, list(range(seeds)), quick)
-    written = write_all(outcomes, facts, command or f"alignlab claims --out {out}", out)
+    command = command or f"alignlab claims --out {out}"
+    # after each row the files hold what is done so far (an interrupted hour keeps its rows)
+    outcomes, facts = run_all(chosen, out, list(range(seeds)), quick,
+                              on_row=lambda done, f: write_all(done, {**f, "partial": True}, command, out))
+    written = write_all(outcomes, facts, command, out)
     print_table("alignlab claims — seed papers' headline claims on the built-in world", table_rows(outcomes))
     say(f"claims: all done in {fmt_duration(facts['seconds'])} (load average {facts['load_average_start']} → "
         f"{facts['load_average_end']}); {written['markdown']}, {written['json']}")

@@ -72,6 +72,8 @@ def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str
              out: Path) -> str:
     """CLAIMS.md: how it was run, the rule, the table, then one section per row."""
     mode = "quick (a smoke test: too small to read as evidence)" if facts["quick"] else "full"
+    if facts.get("partial"):
+        mode += f"; PARTIAL: {len(outcomes)} row(s) done so far, the run goes on"
     lines = ["# Seed papers' claims, re-measured on the built-in test world", "",
              f"Command: `{command}`  ", f"Settings: {mode}; seeds {facts['seeds']}; "
              f"wall time {facts['seconds'] / 60:.1f} min; load average (1/5/15 min) at start {facts['load_average_start']}, "

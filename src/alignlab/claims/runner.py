@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,14 +119,21 @@ class BaseModels(dict):
 MODEL_SCHEME = "testbed:"  # the resolver's name of the built-in base models
 
 
-def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int],
-            quick: bool) -> tuple[list[RowOutcome], dict[str, Any]]:
-    """Run every row; returns the outcomes and the run's facts (time, load, models)."""
+def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int], quick: bool,
+            on_row: Callable[[list[RowOutcome], dict[str, Any]], object] | None = None,
+            ) -> tuple[list[RowOutcome], dict[str, Any]]:
+    """Run every row; returns the outcomes and the run's facts (time, load, models).
+    `on_row(outcomes so far, facts so far)` runs after each row (e.g. to write partial results)."""
     from alignlab.threads import cpu_threads
 
     t0, load0 = time.time(), load_average()
     say(f"claims: {len(rows)} row(s) × {len(seeds)} seed(s), {'quick' if quick else 'full'} settings → {out_dir}")
     models = BaseModels()
+
+    def facts() -> dict[str, Any]:
+        return {"seconds": round(time.time() - t0, 1), "load_average_start": load0, "load_average_end": load_average(),
+                "seeds": list(seeds), "quick": quick, "models": dict(models), "cpu_count": os.cpu_count()}
+
     ctx_shared: dict[str, Any] = {}
     outcomes = []
     with cpu_threads(1):  # tiny models: one thread per process is fastest, and far faster under load
@@ -134,6 +141,6 @@ def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int],
             say(f"claims: row {i}/{len(rows)} {row.key} — {row.paper}")
             ctx = RowContext(out_dir / "runs" / row.key, quick, models, ctx_shared)
             outcomes.append(run_row(row, ctx, seeds))
-    facts = {"seconds": round(time.time() - t0, 1), "load_average_start": load0, "load_average_end": load_average(),
-             "seeds": list(seeds), "quick": quick, "models": dict(models), "cpu_count": os.cpu_count()}
-    return outcomes, facts
+            if on_row is not None and i < len(rows):
+                on_row(outcomes, facts())
+    return outcomes, facts()
