@@ -114,9 +114,20 @@ def write_all(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: st
     data = {"command": command, **facts, "interval": INTERVAL, "verdict_rule": RULE,
             "rows": [o.as_dict() for o in outcomes]}
     json_path, md_path = out / "claims.json", out / "CLAIMS.md"
-    atomic_write_text(json_path, json.dumps(data, indent=2, default=_json_default))
+    atomic_write_text(json_path, json.dumps(strict_json(data), indent=2, default=_json_default, allow_nan=False))
     atomic_write_text(md_path, markdown(outcomes, facts, command, figures, out))
     return {"json": json_path, "markdown": md_path}
+
+
+def strict_json(v: Any) -> Any:
+    """`v` with every non-finite float as None (JSON has no NaN; jq and browsers reject it)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: strict_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [strict_json(x) for x in v]
+    return v
 
 
 def _json_default(v: Any) -> Any:
