@@ -14,7 +14,11 @@ from alignlab.interventions.hooks import Hooks
 from alignlab.scoring import pad_batch
 
 PROMPTS = [[5, 17, 40, 41], [9], [100, 101, 102, 103, 104, 105, 106], [3, 4], [200, 7, 7], [50, 60, 70, 80, 90]]
-ATOL = 1e-5
+
+
+def assert_same_logits(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> None:
+    """Equal to float32 rounding (the logits here reach ~30)."""
+    torch.testing.assert_close(a, b, atol=atol, rtol=1e-5)
 
 
 def _peaky(model: torch.nn.Module, scale: float = 8.0) -> torch.nn.Module:
@@ -61,11 +65,11 @@ def test_prefill_and_steps_give_the_hf_logits(models, name):
     fast, hf = FastDecoder(model), HFDecoder(model)
     with torch.no_grad():
         a, b = fast.prefill(ids, mask, 6), hf.prefill(ids, mask, 6)
-        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+        assert_same_logits(a, b)
         for _ in range(5):
             tokens = b.argmax(-1)
             a, b = fast.step(tokens), hf.step(tokens)
-            torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+            assert_same_logits(a, b)
     assert (b - b.mean(-1, keepdim=True)).abs().max() > 1  # the logits compared are not all alike
 
 
@@ -79,8 +83,7 @@ def test_keep_drops_rows_without_changing_the_others(models):
         part.prefill(ids, mask, 4)
         part.keep(rows)
         kept, whole = part.step(tokens[rows]), full.step(tokens)[rows]
-    # a smaller batch may change the matmul blocking: equal to float rounding of logits up to ~|30|
-    torch.testing.assert_close(kept, whole, atol=1e-6 * whole.abs().max(), rtol=1e-5)
+    assert_same_logits(kept, whole, atol=3e-5)  # a smaller batch may change the matmul blocking, nothing more
 
 
 @pytest.mark.parametrize("name", ["llama", "qwen2", "lora"])
