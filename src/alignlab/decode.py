@@ -70,10 +70,12 @@ def fast_decoder_reason(model: nn.Module, max_len: int) -> str | None:
     return None
 
 
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE: x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁] (HF's convention)."""
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+def _rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """RoPE: x·cos + rotate_half(x)·sin with rotate_half(x) = [-x₂, x₁] (HF's convention).
+
+    Computed as x·cos + roll(x, d/2)·[-sin₁, sin₂]: the same products bit for bit, in fewer ops.
+    """
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * signed_sin
 
 
 _RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "MistralRMSNorm")
@@ -99,7 +101,7 @@ class FastDecoder:
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
         self.scale = attn.scaling
-        self.k_cache = self.v_cache = self.cos = self.sin = self.key_mask = None
+        self.k_cache = self.v_cache = self.cos = self.signed_sin = self.key_mask = None
         self.pos: torch.Tensor | None = None
         self.col = 0
 
@@ -110,7 +112,8 @@ class FastDecoder:
         h = self.inner.embed_tokens(ids)
         positions = torch.arange(t_max, device=ids.device)[None]
         cos, sin = self.inner.rotary_emb(h, positions)  # HF's own tables: [1, T_max, head_dim]
-        self.cos, self.sin = cos[0], sin[0]
+        half = self.head_dim // 2
+        self.cos, self.signed_sin = cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
         self.pos = (mask.long().cumsum(-1) - 1).clamp_min(0)
         self.key_mask = torch.cat([mask.bool(), mask.new_ones(b, max_new_tokens, dtype=torch.bool)], dim=-1)
         causal = torch.ones(t, t, dtype=torch.bool, device=ids.device).tril()
@@ -118,7 +121,7 @@ class FastDecoder:
         attn_mask = (causal & self.key_mask[:, None, None, :t]) | torch.eye(t, dtype=torch.bool, device=ids.device)
         shape = (len(self.layers), b, self.n_kv, t_max, self.head_dim)
         self.k_cache = self.v_cache = None
-        cos_p, sin_p = self.cos[self.pos][:, None], self.sin[self.pos][:, None]  # [B, 1, T, D]
+        cos_p, sin_p = self.cos[self.pos][:, None], self.signed_sin[self.pos][:, None]  # [B, 1, T, D]
         for i, layer in enumerate(self.layers):
             att = layer.self_attn
             x = _norm(layer.input_layernorm, h)
@@ -146,7 +149,7 @@ class FastDecoder:
         b = tokens.shape[0]
         c = self.col
         self.pos = self.pos + 1
-        cos, sin = self.cos[self.pos][:, None, None], self.sin[self.pos][:, None, None]  # [B, 1, 1, D]
+        cos, sin = self.cos[self.pos][:, None, None], self.signed_sin[self.pos][:, None, None]  # [B, 1, 1, D]
         rep = self.n_heads // self.n_kv
         h = self.inner.embed_tokens(tokens[:, None])
         for i, layer in enumerate(self.layers):
