@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,20 +273,61 @@ def packing_supported(model: torch.nn.Module) -> bool:
     return getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")
 
 
+def packing_attn_weight(model: torch.nn.Module) -> float | None:
+    """Attention FLOPs per (query, key) pair over matmul FLOPs per position, 2·L·d_attn / N_body
+    (N_body: parameters outside the embedding and LM head), for choosing packed row widths;
+    None when the config does not say."""
+    core = core_module(model)
+    if hasattr(core, "get_base_model"):
+        core = core.get_base_model()
+    cfg = getattr(core, "config", None)
+    try:
+        layers, heads = int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        skip = {id(core.get_input_embeddings().weight), id(core.get_output_embeddings().weight)}
+    except (AttributeError, TypeError):
+        return None
+    body = sum(p.numel() for p in {id(p): p for p in core.parameters()}.values() if id(p) not in skip)
+    return 2.0 * layers * heads * head_dim / body if body else None
+
+
+@contextmanager
+def head_only_at(model: torch.nn.Module, rows: torch.Tensor, cols: torch.Tensor):
+    """While active, the LM head sees only the hidden states at (rows, cols) (as one [1, n, d] row),
+    so logits are computed at the scored positions only; cols count from the first hidden
+    position the model hands its head. Yields False (and changes nothing) when the model has no
+    findable output embedding."""
+    core = core_module(model)
+    head = core.get_output_embeddings() if hasattr(core, "get_output_embeddings") else None
+    if not isinstance(head, torch.nn.Module):
+        yield False
+        return
+
+    def gather(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (args[0][rows, cols][None], *args[1:])
+
+    handle = head.register_forward_pre_hook(gather)
+    try:
+        yield True
+    finally:
+        handle.remove()
+
+
 def _packed_pair_logps(model: torch.nn.Module, batch: dict[str, Any], length_normalize: bool) -> torch.Tensor:
     allowed = batch["attention_mask"]
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
     width = batch["input_ids"].shape[1]
-    src_col = batch["src_col"]
+    src_row, src_col = batch["src_row"], batch["src_col"]
     kwargs: dict[str, Any] = {"input_ids": batch["input_ids"], "attention_mask": mask,
                               "position_ids": batch["position_ids"], "use_cache": False}
     offset = 0
     if accepts_logits_to_keep(model):
         offset = int(src_col.min())
         kwargs["logits_to_keep"] = width - offset  # the LM head runs only from the first scored position on
-    logits = model(**kwargs).logits
-    picked = logits[batch["src_row"], src_col - offset]  # [tokens, V]
+    with head_only_at(model, src_row, src_col - offset) as gathered:
+        logits = model(**kwargs).logits
+    picked = logits[0] if gathered else logits[src_row, src_col - offset]  # [tokens, V]
     lp = token_logprobs(picked[None], batch["target_ids"][None])[0]
     slot = batch["slot"]
     n = 2 * batch["n_pairs"]

@@ -176,9 +176,8 @@ def collate_pairs(items: Sequence[EncodedPair], pad_id: int) -> dict[str, Any]:
     return batch
 
 
-def _pack_rows(lengths: list[int]) -> tuple[list[list[int]], int]:
-    """First-fit-decreasing packing of sequences into rows as wide as the longest one."""
-    width = max(lengths)
+def _first_fit(lengths: list[int], width: int) -> list[list[int]]:
+    """First-fit-decreasing packing of sequences into rows of `width` (≥ the longest)."""
     rows: list[list[int]] = []
     room: list[int] = []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
@@ -190,10 +189,31 @@ def _pack_rows(lengths: list[int]) -> tuple[list[list[int]], int]:
         else:
             rows.append([i])
             room.append(width - lengths[i])
-    return rows, width
+    return rows
 
 
-def collate_pairs_packed(items: Sequence[EncodedPair], pad_id: int) -> dict[str, Any]:
+def _pack_rows(lengths: list[int], attn_weight: float | None = None, max_width: int = 2048) -> tuple[list[list[int]], int]:
+    """Rows of packed sequences and their width. `attn_weight=None`: rows as wide as the longest
+    sequence. Otherwise the width W (longest ≤ W ≤ max(longest, max_width)) minimising the
+    work of the padded batch, rows·W·(1 + attn_weight·W) — per-position matmuls plus the
+    masked attention a kernel computes over the whole W×W block; attn_weight = attention
+    FLOPs per (query, key) over matmul FLOPs per position (about 2·L·d_attn / N_body)."""
+    longest = max(lengths)
+    if attn_weight is None:
+        return _first_fit(lengths, longest), longest
+    cap = max(longest, max_width)
+    widths = {longest} | {min(cap, max(longest, -(-sum(lengths) // r))) for r in range(1, len(lengths) + 1)}
+    best: tuple[float, list[list[int]], int] | None = None
+    for w in sorted(widths):
+        rows = _first_fit(lengths, w)
+        cost = len(rows) * w * (1.0 + attn_weight * w)
+        if best is None or cost < best[0]:
+            best = (cost, rows, w)
+    assert best is not None
+    return best[1], best[2]
+
+
+def collate_pairs_packed(items: Sequence[EncodedPair], pad_id: int, attn_weight: float | None = None) -> dict[str, Any]:
     """Batch where each pair is laid out once as [prompt, chosen, rejected] and pairs are packed
     into rows; a block mask lets chosen and rejected each see the shared prompt and themselves only.
 
@@ -202,11 +222,11 @@ def collate_pairs_packed(items: Sequence[EncodedPair], pad_id: int) -> dict[str,
     while the prompt is computed once and padding is nearly gone. Keys: input_ids / position_ids
     [rows, W], attention_mask [rows, 1, W, W] (bool, True = may attend), and for each scored
     token its (row, source column) whose logits predict it, its id, and its output slot
-    (chosen of pair i → i, rejected → B + i).
+    (chosen of pair i → i, rejected → B + i). `attn_weight` picks the row width (see `_pack_rows`).
     """
     b = len(items)
     lengths = [len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in items]
-    rows, width = _pack_rows(lengths)
+    rows, width = _pack_rows(lengths, attn_weight)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     pair = torch.full((len(rows), width), -1, dtype=torch.long)
