@@ -163,3 +163,13 @@ def test_hh_file_reads_with_counted_skips(shared_data):
         read_preferences(path)
     pairs, report = read_preferences(path, on_bad="skip")
     assert len(pairs) + len(report.skipped) == 2312 and 0 < len(report.skipped) < 20
+
+
+def test_rank_share_pads_every_rank_to_the_same_count():
+    from alignlab.recipes.prefs import rank_share
+
+    assert rank_share(5, 2, 0) == ([0, 2, 4], 3)
+    assert rank_share(5, 2, 1) == ([1, 3, 0], 2)
+    assert rank_share(1, 3, 2) == ([0], 0)
+    assert rank_share(0, 2, 1) == ([], 0)
+    assert rank_share(4, 1, 0) == ([0, 1, 2, 3], 4)

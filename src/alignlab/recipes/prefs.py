@@ -128,6 +128,15 @@ def _items_key(items: Sequence[EncodedPair], extra: str) -> str:
     return h.hexdigest()[:16]
 
 
+def rank_share(n: int, world: int, rank: int) -> tuple[list[int], int]:
+    """(indices, real count): the items rank, rank+world, … of `n`, padded with repeats of item 0
+    to ceil(n / world) so every process runs the same number of batches (a sharded model's forward
+    is a collective: uneven shares would deadlock); the first `real` indices are this rank's own."""
+    own = list(range(rank, n, world))
+    size = -(-n // world) if n else 0
+    return own + [0] * (size - len(own)), len(own)
+
+
 def precompute_reference(model: torch.nn.Module, items: Sequence[EncodedPair], pad_id: int, batch_size: int,
                          length_normalize: bool, trainer: Trainer | None = None, disable_adapter: bool = False,
                          cache: Any = None, key: str = "", packing: bool = True) -> None:
@@ -142,8 +151,10 @@ def precompute_reference(model: torch.nn.Module, items: Sequence[EncodedPair], p
             return
     world = trainer.world if trainer is not None else 1
     rank = trainer.rank if trainer is not None else 0
-    mine = list(range(rank, len(items), world))
-    lp = _logps_of(model, [items[i] for i in mine], pad_id, batch_size, length_normalize, disable_adapter, packing)
+    mine, real = rank_share(len(items), world, rank)
+    lp = _logps_of(model, [items[i] for i in mine], pad_id, batch_size, length_normalize, disable_adapter,
+                   packing)[:real]
+    mine = mine[:real]
     full = torch.zeros(len(items), 2)
     if world > 1:
         import torch.distributed as dist
