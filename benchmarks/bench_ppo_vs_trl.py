@@ -1,32 +1,54 @@
 """alignlab PPO vs TRL's online RL trainer (RLOO; TRL 1.16 has no PPO) on the same model,
-prompts, generation length and batch: seconds per rollout+update step and peak memory.
+prompts, generation length and batch: wall seconds per rollout+update step, where the time
+goes, achieved GFLOP/s against a GEMM peak measured in the same run, and peak memory.
 
-    .venv/bin/python benchmarks/bench_ppo_vs_trl.py [--model testbed:student] [--steps 8]
+    python benchmarks/bench_ppo_vs_trl.py                       # student + llama10m, 3 repeats
+    python benchmarks/bench_ppo_vs_trl.py --models student --repeats 1 --steps 4
 
-Each side runs in its own subprocess (so peak memory is its own), alternating `--repeats`
-times; the reported time is the median step time over all measured steps (the first
-`--warmup` steps of each run are dropped). Matched settings: 64 completions per step
-(alignlab: 64 prompts; RLOO: 16 prompts x 4 generations), max 24 new tokens, temperature 1,
-one optimiser step over the whole batch per rollout (alignlab ppo.epochs=1, minibatch 64;
-RLOO num_iterations=1), KL coefficient 0.05 against a frozen reference, fp32, CPU,
-gradient checkpointing off on both sides, the testbed gold sentiment reward, the same
-number of torch threads (`--threads`, default 1: on a busy 2-core machine two spinning
-OpenMP threads slow small matmuls 5-40x and make timings meaningless).
-Peak memory is the process's peak RSS (VmHWM) during the measured steps; `train delta`
-is that peak minus the RSS just before training started (model + optimiser + activations).
+Models: a testbed size (`student`, `tiny`) and/or `llama10m`, a random-weight ~10M Llama on the
+testbed tokenizer (built by `bench_dpo_vs_trl.make_models`). Each side runs in its own
+subprocess (so peak memory is its own), the two alternating in ABBA order `--repeats` times.
+
+Step time (same definition on both sides): the wall time between the ends of consecutive
+optimiser steps (alignlab: the per-iteration record being logged; TRL: `on_step_end`), so it
+holds everything a step does (sampling, scoring, reward, update, bookkeeping). The first
+`--warmup` steps are dropped; a repeat's figure is the median of its steps; a side's figure is
+the median over repeats, and the ratio is the median over repeats of TRL / alignlab of the two
+adjacent runs.
+
+Matched settings: 64 completions per step (alignlab: 64 prompts; RLOO: 16 prompts × 4
+generations), ≤ 24 new tokens, temperature 1, one optimiser step over the whole batch per
+rollout (alignlab ppo.epochs=1, minibatch 64; RLOO num_iterations=1), β_KL = 0.05 against a
+frozen reference, lr 1e-5, fp32, CPU, no gradient checkpointing, the testbed gold sentiment
+reward, the same torch thread count (`--threads`, default 1). alignlab also trains a value
+head and computes GAE; RLOO has no critic.
+
+Shares: generation, scoring (no-grad forwards: alignlab's reference pass; TRL's reference and
+old-policy passes), update (alignlab: forward + backward + optimiser + GAE; TRL: the rest of
+the step), other (alignlab: what lies outside those timers).
+
+Efficiency: the work a step must do, counted the same for both sides from their own lengths
+(benchmarks/flops.py; mean prompt and response length of the step): sampling (one forward per
+token), one reference forward and one trained forward+backward over prompt+response, LM head at
+response positions, causal attention. GFLOP/s = that / step time; % = of the fp32 GEMM peak
+measured in this run at the model's widths on the same thread count.
+Peak memory is the process's peak RSS (VmHWM) during training.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 COMPLETIONS, N_GEN, MAX_NEW, BETA, LR = 64, 4, 24, 0.05, 1e-5
 
 
@@ -50,6 +72,15 @@ def _prompts(n: int) -> list[str]:
     return World().review_prompts(n, seed=0)
 
 
+def _intervals(ends: list[float], warmup: int) -> list[float]:
+    """Step times from step-end timestamps: end[i] − end[i−1] for the steps after the warm-up ones."""
+    return [b - a for a, b in zip(ends[warmup - 1:], ends[warmup:])] if warmup >= 1 else \
+        [b - a for a, b in zip(ends, ends[1:])]
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+
 def run_alignlab(model: str, steps: int, warmup: int, out: str) -> dict:
     import shutil
 
@@ -57,12 +88,21 @@ def run_alignlab(model: str, steps: int, warmup: int, out: str) -> dict:
 
     from alignlab.config import ModelSettings, TrainSettings
     from alignlab.recipes import ppo
-    from alignlab.resolve import model_path as resolve_model_path
+    from alignlab.runs import RunDir
 
     torch.manual_seed(0)
     shutil.rmtree(out, ignore_errors=True)
+    ends: list[float] = []
+    real_log = RunDir.log
+
+    def timed_log(self, rec, *a, **k):
+        if rec.get("iteration", 0) > 0 and "time_update" in rec:
+            ends.append(time.perf_counter())
+        return real_log(self, rec, *a, **k)
+
+    RunDir.log = timed_log
     cfg = ppo.PPOConfig(
-        model=ModelSettings(name_or_path=resolve_model_path(model)),
+        model=ModelSettings(name_or_path=model),
         train=TrainSettings(lr=LR, batch_size=COMPLETIONS, grad_accum=1, log_every=1, save_every=0, progress=False),
         prompts="testbed:reviews", reward="gold:sentiment", n_prompts=COMPLETIONS * (steps + warmup),
         generation=ppo.SamplingSettings(max_new_tokens=MAX_NEW, batch_size=COMPLETIONS),
@@ -72,18 +112,18 @@ def run_alignlab(model: str, steps: int, warmup: int, out: str) -> dict:
     )
     base_rss = _rss_kb("VmRSS")
     _reset_peak()
-    t0 = time.perf_counter()
     ppo.run(cfg)
-    total = time.perf_counter() - t0
+    times = _intervals(ends, warmup)
     recs = [r for r in map(json.loads, Path(out, "metrics.jsonl").read_text().splitlines()) if "time_update" in r]
     recs = recs[warmup:]
-    step_times = [r["time_generate"] + r["time_score"] + r["time_reward"] + r["time_update"] for r in recs]
-    gen = sum(r["time_generate"] for r in recs) / sum(step_times)
-    score = sum(r["time_score"] for r in recs) / sum(step_times)
-    return {"side": "alignlab PPO", "step_times": step_times, "generation_share": gen, "scoring_share": score,
-            "update_share": 1 - gen - score, "peak_rss_mb": _rss_kb("VmHWM") / 1024,
-            "train_delta_mb": (_rss_kb("VmHWM") - base_rss) / 1024, "total_s": total,
-            "mean_response_len": sum(r["response_len"] for r in recs) / len(recs)}
+    total = sum(times)
+    shares = {k: sum(r[f"time_{key}"] for r in recs) / total
+              for k, key in (("generation", "generate"), ("scoring", "score"), ("reward", "reward"),
+                             ("update", "update"))}
+    shares["other"] = 1 - sum(shares.values())
+    return {"side": "alignlab PPO", "step_times": times, "shares": shares,
+            "response_lens": [r["response_len"] for r in recs],
+            "peak_rss_mb": _rss_kb("VmHWM") / 1024, "train_delta_mb": (_rss_kb("VmHWM") - base_rss) / 1024}
 
 
 def run_trl(model: str, steps: int, warmup: int, out: str) -> dict:
@@ -93,12 +133,10 @@ def run_trl(model: str, steps: int, warmup: int, out: str) -> dict:
     from transformers import TrainerCallback
     from trl import RLOOConfig, RLOOTrainer
 
-    from alignlab.resolve import model_path as resolve_model_path
     from alignlab.testbed.lexicon import sentiment_reward
 
     torch.manual_seed(0)
-    path = resolve_model_path(model)
-    gen_time = {"s": 0.0}
+    clock = {"generation": 0.0, "scoring": 0.0}
     real_generate = transformers.GenerationMixin.generate
 
     def timed_generate(self, *a, **k):
@@ -106,9 +144,21 @@ def run_trl(model: str, steps: int, warmup: int, out: str) -> dict:
         try:
             return real_generate(self, *a, **k)
         finally:
-            gen_time["s"] += time.perf_counter() - t
+            clock["generation"] += time.perf_counter() - t
 
     transformers.GenerationMixin.generate = timed_generate
+    real_logps = RLOOTrainer._get_per_token_logps_and_entropies
+
+    def timed_logps(self, *a, **k):
+        if torch.is_grad_enabled():  # the training forward: part of the update
+            return real_logps(self, *a, **k)
+        t = time.perf_counter()
+        try:
+            return real_logps(self, *a, **k)
+        finally:
+            clock["scoring"] += time.perf_counter() - t
+
+    RLOOTrainer._get_per_token_logps_and_entropies = timed_logps
     lengths: list[float] = []
 
     def reward(prompts, completions, completion_ids=None, **kw):
@@ -128,82 +178,158 @@ def run_trl(model: str, steps: int, warmup: int, out: str) -> dict:
 
     class Timer(TrainerCallback):
         def __init__(self):
-            self.times, self.gen, self._t, self._g = [], [], 0.0, 0.0
-
-        def on_step_begin(self, args, state, control, **kw):
-            self._t, self._g = time.perf_counter(), gen_time["s"]
+            self.ends: list[float] = []
+            self.clocks: list[dict[str, float]] = []
 
         def on_step_end(self, args, state, control, **kw):
-            self.times.append(time.perf_counter() - self._t)
-            self.gen.append(gen_time["s"] - self._g)
+            self.ends.append(time.perf_counter())
+            self.clocks.append(dict(clock))
 
     timer = Timer()
-    trainer = RLOOTrainer(model=path, reward_funcs=reward, args=args, train_dataset=ds, callbacks=[timer])
+    trainer = RLOOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=ds, callbacks=[timer])
     base_rss = _rss_kb("VmRSS")
     _reset_peak()
-    t0 = time.perf_counter()
     trainer.train()
-    total = time.perf_counter() - t0
-    times, gens = timer.times[warmup:], timer.gen[warmup:]
-    return {"side": "TRL RLOO", "step_times": times, "generation_share": sum(gens) / sum(times),
-            "update_share": 1 - sum(gens) / sum(times), "peak_rss_mb": _rss_kb("VmHWM") / 1024,
-            "train_delta_mb": (_rss_kb("VmHWM") - base_rss) / 1024, "total_s": total,
-            "mean_response_len": sum(lengths[warmup:]) / max(1, len(lengths[warmup:])),
+    times = _intervals(timer.ends, warmup)
+    first, last = timer.clocks[max(0, warmup - 1)], timer.clocks[-1]
+    shares = {k: (last[k] - first[k]) / sum(times) for k in ("generation", "scoring")}
+    shares["update"] = 1 - sum(shares.values())
+    return {"side": "TRL RLOO", "step_times": times, "shares": shares, "response_lens": lengths[warmup:],
+            "peak_rss_mb": _rss_kb("VmHWM") / 1024, "train_delta_mb": (_rss_kb("VmHWM") - base_rss) / 1024,
             "trl_version": __import__("trl").__version__}
 
 
+# --- driver ------------------------------------------------------------------------------------
+
+
+def step_flops(folder: Path, prompt_len: float, response_len: float) -> float:
+    """FLOPs one step must do (benchmarks/flops.py) for 64 sequences of the given mean lengths:
+    sampling + reference forward (2 forwards) and one trained pass, head at response positions."""
+    import flops
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    shape = flops.model_shape(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32))
+    n = prompt_len + response_len
+    tokens, head = COMPLETIONS * n, COMPLETIONS * response_len
+    attended = COMPLETIONS * n * (n + 1) / 2
+    return 2 * shape.forward_flops(tokens, head, attended) + shape.train_flops(tokens, head, attended)
+
+
+def mean_prompt_len(folder: Path) -> float:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    texts = _prompts(256)
+    return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts) / len(texts)
+
+
+def run_side(side: str, folder: Path, a: argparse.Namespace, out: Path) -> dict:
+    cmd = [sys.executable, __file__, "--side", side, "--model", str(folder), "--steps", str(a.steps),
+           "--warmup", str(a.warmup), "--out", str(out), "--threads", str(a.threads)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": str(a.threads), "TRANSFORMERS_VERBOSITY": "error"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        sys.exit(f"{side} run failed:\n{proc.stderr[-4000:]}")
+    return json.loads(line[-1][7:])
+
+
+def summarise(name: str, folder: Path, params: int, runs: dict[str, list[dict]], peak: dict) -> dict:
+    """Per side: median step over repeats, shares, memory, efficiency; the paired ratio."""
+    p_len = mean_prompt_len(folder)
+    row: dict = {"model": name, "params": params, "peak_gflops": peak["gflops"], "peak_size": peak["size"],
+                 "prompt_len": p_len}
+    for side, rs in runs.items():
+        meds = [statistics.median(r["step_times"]) for r in rs]
+        r_len = statistics.mean(x for r in rs for x in r["response_lens"])
+        step = statistics.median(meds)
+        gflops = step_flops(folder, p_len, r_len) / step / 1e9
+        shares = {k: statistics.mean(r["shares"].get(k, 0.0) for r in rs) for k in rs[0]["shares"]}
+        row[side] = {"step_s": step, "repeats": [round(m, 3) for m in meds], "shares": shares,
+                     "response_len": r_len, "gflops": gflops, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+                     "train_delta_mb": max(r["train_delta_mb"] for r in rs)}
+    row["ratio"] = statistics.median(statistics.median(t["step_times"]) / statistics.median(o["step_times"])
+                                     for o, t in zip(runs["alignlab"], runs["trl"]))
+    return row
+
+
+def write_results(path: Path, table: list[dict], a: argparse.Namespace, load: tuple[float, float]) -> str:
+    """Append this run's table to RESULTS_ppo.md (date, command, load average); returns the text."""
+    cmd = (f"python benchmarks/bench_ppo_vs_trl.py --models {' '.join(a.models)} --steps {a.steps} "
+           f"--warmup {a.warmup} --repeats {a.repeats} --threads {a.threads}")
+    lines = [
+        "", f"## Run of {datetime.datetime.now():%Y-%m-%d %H:%M} (load average {load[0]:.1f} at start, "
+        f"{load[1]:.1f} at end)", "", f"    {cmd}", "",
+        "| model (params) | alignlab s/step | TRL RLOO s/step | throughput ratio | alignlab GFLOP/s (% of peak) | "
+        "TRL GFLOP/s (% of peak) | GEMM peak | peak RSS alignlab / TRL (training rise) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        o, t, pk = r["alignlab"], r["trl"], r["peak_gflops"]
+        lines.append(
+            f"| {r['model']} ({r['params'] / 1e6:.2f}M) | {o['step_s']:.3f} {o['repeats']} | "
+            f"{t['step_s']:.3f} {t['repeats']} | **{r['ratio']:.2f}×** | {o['gflops']:.1f} ({100 * o['gflops'] / pk:.0f} %) | "
+            f"{t['gflops']:.1f} ({100 * t['gflops'] / pk:.0f} %) | {pk:.0f} GFLOP/s (n={r['peak_size']}) | "
+            f"{o['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} MB (+{o['train_delta_mb']:.0f} / +{t['train_delta_mb']:.0f}) |")
+    lines.append("")
+    for r in table:
+        for side in ("alignlab", "trl"):
+            s = r[side]
+            lines.append(f"- {r['model']} {side}: " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in s["shares"].items())
+                         + f"; mean response {s['response_len']:.1f} tokens (prompt {r['prompt_len']:.1f})")
+    text = "\n".join(lines) + "\n"
+    with path.open("a") as f:
+        f.write(text)
+    return text
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="testbed:student")
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--out", default="runs/bench_ppo_vs_trl")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["student", "llama10m"],
+                    help="testbed size and/or llama10m (default: student llama10m)")
+    ap.add_argument("--steps", type=int, default=8, help="measured steps per run")
+    ap.add_argument("--warmup", type=int, default=2, help="steps dropped at the start of each run (≥ 1)")
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads, both sides (default 1)")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS_ppo.md"))
     ap.add_argument("--side", choices=["alignlab", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    a.warmup = max(1, a.warmup)
     if a.side:
         import torch
 
         torch.set_num_threads(a.threads)
         fn = run_alignlab if a.side == "alignlab" else run_trl
-        print("RESULT " + json.dumps(fn(a.model, a.steps, a.warmup, str(Path(a.out) / a.side))))
+        print("RESULT " + json.dumps(fn(a.model, a.steps, a.warmup, a.out)))
         return
-    results: dict[str, list[dict]] = {"alignlab": [], "trl": []}
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    for rep in range(a.repeats):
-        for side in ("alignlab", "trl"):
-            cmd = [sys.executable, __file__, "--side", side, "--model", a.model, "--steps", str(a.steps),
-                   "--warmup", str(a.warmup), "--out", a.out, "--threads", str(a.threads)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            if proc.returncode != 0 or not line:
-                sys.exit(f"{side} run failed:\n{proc.stderr[-4000:]}")
-            res = json.loads(line[0][7:])
-            results[side].append(res)
-            print(f"[{rep + 1}/{a.repeats}] {side}: median step {statistics.median(res['step_times']):.3f} s, "
-                  f"peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
-    summary = {}
-    for side, runs in results.items():
-        times = [t for r in runs for t in r["step_times"]]
-        summary[side] = {
-            "median_step_s": statistics.median(times),
-            "generation_share": statistics.mean(r["generation_share"] for r in runs),
-            "update_share": statistics.mean(r["update_share"] for r in runs),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-            "train_delta_mb": max(r["train_delta_mb"] for r in runs),
-            "mean_response_len": statistics.mean(r["mean_response_len"] for r in runs),
-        }
-        if side == "alignlab":
-            summary[side]["scoring_share"] = statistics.mean(r["scoring_share"] for r in runs)
-    ratio = summary["trl"]["median_step_s"] / summary["alignlab"]["median_step_s"]
-    print(json.dumps(summary, indent=2))
-    print(f"model {a.model}, {a.threads} thread(s): alignlab PPO {summary['alignlab']['median_step_s']:.3f} s/step vs "
-          f"TRL RLOO {summary['trl']['median_step_s']:.3f} s/step -> throughput ratio {ratio:.2f}x; "
-          f"peak RSS {summary['alignlab']['peak_rss_mb']:.0f} vs {summary['trl']['peak_rss_mb']:.0f} MB")
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    Path(a.out, "summary.json").write_text(json.dumps({"model": a.model, "threads": a.threads, "ratio": ratio,
-                                                       **summary}, indent=2))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_dpo_vs_trl import make_models, measure_peak, model_widths
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ppo_"))
+    made = make_models(tmp, a.models)
+    load_start = os.getloadavg()[0]
+    table = []
+    for name in a.models:
+        folder, params = made[name]
+        peak = measure_peak(model_widths(folder), a.threads)
+        runs: dict[str, list[dict]] = {"alignlab": [], "trl": []}
+        for rep in range(a.repeats):
+            for side in ("alignlab", "trl") if rep % 2 == 0 else ("trl", "alignlab"):
+                res = run_side(side, folder, a, tmp / f"{name}-{side}-{rep}")
+                runs[side].append(res)
+                print(f"{name} [{rep + 1}/{a.repeats}] {side}: median step {statistics.median(res['step_times']):.3f} s, "
+                      f"peak RSS {res['peak_rss_mb']:.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
+        peak = max(peak, measure_peak(model_widths(folder), a.threads), key=lambda p: p["gflops"])
+        row = summarise(name, folder, params, runs, peak)
+        table.append(row)
+        print(f"{name}: alignlab PPO {row['alignlab']['step_s']:.3f} s/step vs TRL RLOO {row['trl']['step_s']:.3f} "
+              f"s/step -> {row['ratio']:.2f}x", flush=True)
+    Path(tmp, "summary.json").write_text(json.dumps(table, indent=2))
+    print(write_results(Path(a.results), table, a, (load_start, os.getloadavg()[0])))
 
 
 if __name__ == "__main__":
