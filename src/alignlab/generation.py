@@ -19,7 +19,7 @@ import torch
 from alignlab.decode import FastDecoder, fast_decoder_reason
 from alignlab.errors import ConfigError
 from alignlab.method_settings import SamplingSettings  # noqa: F401  (re-exported: configs import it light)
-from alignlab.scoring import pad_batch
+from alignlab.scoring import accepts_logits_to_keep, pad_batch
 
 
 @dataclass
@@ -87,11 +87,12 @@ class HFDecoder:
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.cache_name = cache_arg_name(model)
+        self.last_only = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Run the left-padded prompts [B, T] and return the last position's logits [B, V]."""
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **self.last_only)
         self.past, self.mask, self.pos = cache_of(out), mask, pos[:, -1:]
         return out.logits[:, -1]
 
@@ -172,7 +173,8 @@ def sample(
             if temperature <= 0:
                 tok = logits.argmax(-1)
             else:
-                probs = _filter_top_p(logits.float() / temperature, top_p).softmax(-1)
+                scaled = logits.float() if temperature == 1.0 else logits.float() / temperature
+                probs = _filter_top_p(scaled, top_p).softmax(-1)
                 u = torch.rand((n, 1), generator=generator, device=device, dtype=wide)  # one per row, held or not
                 tok = sample_categorical(probs, u if held is None else u[held])
             if held is not None:
