@@ -61,7 +61,7 @@ def sample_categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     The same distribution as `torch.multinomial(probs, 1)`, which draws V exponentials per row
     (most of a tiny model's sampling step); this uses one uniform per row. The cumulative sum
     runs in u's dtype (float64) and u·C_V stays below C_V, so zero-probability tokens (top-p) are
-    never drawn.
+    never drawn. A row with a NaN probability gets V (no token), which `sample` reports.
     """
     cum = probs.to(u.dtype).cumsum(-1)
     total = cum[:, -1:]
@@ -177,6 +177,8 @@ def sample(
                 probs = _filter_top_p(scaled, top_p).softmax(-1)
                 u = torch.rand((n, 1), generator=generator, device=device, dtype=wide)  # one per row, held or not
                 tok = sample_categorical(probs, u if held is None else u[held])
+                if int(tok.max()) >= probs.shape[-1]:
+                    raise FloatingPointError("sampling: the model's logits are not finite (NaN or inf)")
             if held is not None:
                 tok = torch.full((n,), pad, dtype=torch.long, device=device).index_copy_(0, held, tok)
             tok = torch.where(done, torch.full_like(tok, pad), tok)

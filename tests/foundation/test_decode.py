@@ -150,3 +150,14 @@ def test_sample_categorical_inverts_the_cdf_and_never_draws_zero_probability_tok
                        for _ in range(4000)])
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     torch.testing.assert_close(freq, p[0], atol=0.03, rtol=0)
+    assert sample_categorical(torch.tensor([[float("nan"), 0.5]]), u[:1]).tolist() == [2]  # no token: reported
+
+
+def test_sample_refuses_non_finite_logits(models, tok):
+    model = models["llama"]
+    handle = model.lm_head.register_forward_hook(lambda _m, _a, out: out * float("nan"))
+    try:
+        with pytest.raises(FloatingPointError, match="not finite"):
+            sample(model, tok, PROMPTS, max_new_tokens=3, generator=torch.Generator().manual_seed(0))
+    finally:
+        handle.remove()
