@@ -169,6 +169,21 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return logz - (probs * logits).sum(-1)
 
 
+def logprobs_and_entropy(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
+                         entropy_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(target), entropy) per position from one log-softmax: ℓ = log_softmax(z / T),
+    log p = ℓ[target], H = −Σ_v e^ℓ_v · ℓ_v. logits [..., V] → two [...] tensors; the
+    entropy carries a gradient only when `entropy_grad` (one [.., V] pass fewer to keep)."""
+    z = logits.float()
+    if temperature > 0 and temperature != 1.0:
+        z = z / temperature
+    logp_all = torch.log_softmax(z, dim=-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
 # --- KL controllers -------------------------------------------------------------------
 @dataclass
 class FixedKLController:

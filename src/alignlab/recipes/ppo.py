@@ -120,8 +120,8 @@ def load_prompts(cfg: PPOConfig, tokenizer) -> tuple[list[str], list[str]]:
 def ppo_loss(model: torch.nn.Module, mb: dict[str, Any], cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, Any]]:
     """Clipped policy loss + vf_coef · clipped value loss − entropy_coef · entropy."""
     packed = mb["packed"]
-    logp, values, logits = model(packed, cfg.generation.temperature)
-    return ppo_loss_terms(logp, values, logits, packed.response_mask, mb, cfg)
+    logp, values, entropy = model(packed, cfg.generation.temperature, cfg.ppo.entropy_coef > 0)
+    return ppo_loss_terms(logp, values, entropy, packed.response_mask, mb, cfg)
 
 
 def can_fuse_scoring(cfg: PPOConfig, model: torch.nn.Module) -> bool:
@@ -147,38 +147,28 @@ def fused_ppo_loss(model: torch.nn.Module, rollout: Rollout, processed: torch.Te
     from alignlab.rl.rollout import finish_rollout
 
     p = cfg.ppo
-    logp, values, logits = model(rollout.packed, cfg.generation.temperature)
+    logp, values, entropy = model(rollout.packed, cfg.generation.temperature, p.entropy_coef > 0)
     rollout.logprobs, rollout.values = logp.detach(), values.detach()
     stats_out.update(finish_rollout(rollout, processed, kl_coef, p.kl_estimator, p.gamma, p.lam,
                                     p.whiten_advantages))
     mb = {"old_logprobs": rollout.logprobs, "old_values": rollout.values,
           "advantages": rollout.advantages, "returns": rollout.returns}
-    return ppo_loss_terms(logp, values, logits, rollout.mask, mb, cfg)
+    return ppo_loss_terms(logp, values, entropy, rollout.mask, mb, cfg)
 
 
-def ppo_loss_terms(logp: torch.Tensor, values: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor,
+def ppo_loss_terms(logp: torch.Tensor, values: torch.Tensor, entropy: torch.Tensor, mask: torch.Tensor,
                    mb: dict[str, Any], cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The PPO objective from this forward's log-probs, values and logits and the batch's old values."""
-    import torch
-
-    from alignlab.losses.rl import (
-        clipped_policy_loss,
-        clipped_value_loss,
-        entropy_from_logits,
-        masked_mean,
-    )
+    """The PPO objective from this forward's log-probs, values and entropies and the batch's old values."""
+    from alignlab.losses.rl import clipped_policy_loss, clipped_value_loss, masked_mean
 
     p = cfg.ppo
     pg, pstats = clipped_policy_loss(logp, mb["old_logprobs"], mb["advantages"], mask, p.clip)
     vf, vstats = clipped_value_loss(values, mb["old_values"], mb["returns"], mask, p.value_clip)
     loss = pg + p.vf_coef * vf
+    mean_entropy = masked_mean(entropy, mask)
     if p.entropy_coef > 0:
-        entropy = masked_mean(entropy_from_logits(logits), mask)
-        loss = loss - p.entropy_coef * entropy
-    else:
-        with torch.no_grad():
-            entropy = masked_mean(entropy_from_logits(logits), mask)
-    return loss, {"pg_loss": pg.detach(), "vf_loss": vf.detach(), "entropy": entropy.detach(), **pstats, **vstats}
+        loss = loss - p.entropy_coef * mean_entropy
+    return loss, {"pg_loss": pg.detach(), "vf_loss": vf.detach(), "entropy": mean_entropy.detach(), **pstats, **vstats}
 
 
 @dataclass

@@ -14,7 +14,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from alignlab.scoring import Packed, response_logits, token_logprobs
+from alignlab.losses.rl import logprobs_and_entropy
+from alignlab.rl.row_packing import pack_rollout_rows, response_token_logits
+from alignlab.scoring import Packed, packing_attn_weight, packing_supported, response_logits
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 
@@ -38,22 +40,31 @@ class PolicyWithValue(nn.Module):
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, packed: Packed, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(response log-probs [B,R], values [B,R], logits [B,R,V]) for packed sequences.
+    def forward(self, packed: Packed, temperature: float = 1.0,
+                entropy_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(response log-probs, values, entropies), each [B, R] and 0 on padding, for packed sequences.
 
         The value at response position t is read from the hidden state just before token
-        t, i.e. it is V(prefix) of the state in which token t is chosen.
+        t, i.e. it is V(prefix) of the state in which token t is chosen. When the model's
+        attention takes a block mask the sequences are packed into rows without padding
+        (`alignlab.rl.row_packing`); either way the LM head, log-softmax and value head run
+        only at real response positions. The entropy has a gradient only with `entropy_grad`.
         """
+        if packing_supported(self.lm):
+            rows = pack_rollout_rows(packed, packing_attn_weight(self.lm))
+            logits, hidden = response_token_logits(self.lm, rows, hidden=True)
+            logp, entropy = logprobs_and_entropy(logits, rows.targets, temperature, entropy_grad)
+            values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
+            return rows.scatter(logp), rows.scatter(values), rows.scatter(entropy)
         R = packed.response_ids.shape[1]
         out = response_logits(self.lm, packed, output_hidden_states=True)
-        logits = out.logits
-        if temperature > 0 and temperature != 1.0:
-            logits = logits / temperature
+        mask = packed.response_mask
+        b, t = mask.bool().nonzero(as_tuple=True)
+        logp, entropy = logprobs_and_entropy(out.logits[b, t], packed.response_ids[b, t], temperature, entropy_grad)
         hidden = out.hidden_states[-1][:, -R - 1 : -1]
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
-        logp = token_logprobs(logits, packed.response_ids)
-        mask = packed.response_mask
-        return logp * mask, values * mask, logits
+        zeros = mask.new_zeros(mask.shape, dtype=logp.dtype)
+        return zeros.index_put((b, t), logp), values * mask, zeros.index_put((b, t), entropy)
 
     def save(self, out: str | Path) -> None:
         """Save the LM (transformers/PEFT format) and the value head beside it."""

@@ -14,7 +14,8 @@ from alignlab.generation import sample
 from alignlab.losses.rl import gae, kl_penalty_rewards, masked_mean, sequence_kl, whiten
 from alignlab.rl.policy import PolicyWithValue
 from alignlab.rl.rewards import RewardFn, check_finite_rewards
-from alignlab.scoring import Packed, chunked_response_logprobs, pack, score_in_chunks
+from alignlab.rl.row_packing import fixed_response_logprobs
+from alignlab.scoring import Packed, pack, score_in_chunks
 
 
 @dataclass
@@ -92,7 +93,7 @@ def collect_rollout(
         logprobs, values = score_rollout(policy, packed, temperature, batch_size)
     else:  # filled in by the fused update
         logprobs = values = torch.zeros(packed.response_mask.shape, device=device)
-    ref = chunked_response_logprobs(anchor, packed, temperature, batch_size)
+    ref = fixed_response_logprobs(anchor, packed, temperature, batch_size)
     t2 = time.perf_counter()
     raw = reward_fn(list(prompts), samples.texts)
     scores = check_finite_rewards(list(raw), list(prompts), samples.texts, where).to(device)
