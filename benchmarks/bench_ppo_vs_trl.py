@@ -32,7 +32,9 @@ Efficiency: the work a step must do, counted the same for both sides from their 
 token), one reference forward and one trained forward+backward over prompt+response, LM head at
 response positions, causal attention. GFLOP/s = that / step time; % = of the fp32 GEMM peak
 measured in this run at the model's widths on the same thread count.
-Peak memory is the process's peak RSS (VmHWM) during training.
+Peak memory is the process's peak RSS (VmHWM) during training. The process CPU time per step is
+printed too (one thread: close to what the step would take on an idle core; a check when the
+machine is shared), but the reported figures are wall times.
 """
 
 from __future__ import annotations
@@ -93,11 +95,13 @@ def run_alignlab(model: str, steps: int, warmup: int, out: str) -> dict:
     torch.manual_seed(0)
     shutil.rmtree(out, ignore_errors=True)
     ends: list[float] = []
+    cpu_ends: list[float] = []
     real_log = RunDir.log
 
     def timed_log(self, rec, *a, **k):
         if rec.get("iteration", 0) > 0 and "time_update" in rec:
             ends.append(time.perf_counter())
+            cpu_ends.append(time.process_time())
         return real_log(self, rec, *a, **k)
 
     RunDir.log = timed_log
@@ -121,7 +125,7 @@ def run_alignlab(model: str, steps: int, warmup: int, out: str) -> dict:
               for k, key in (("generation", "generate"), ("scoring", "score"), ("reward", "reward"),
                              ("update", "update"))}
     shares["other"] = 1 - sum(shares.values())
-    return {"side": "alignlab PPO", "step_times": times, "shares": shares,
+    return {"side": "alignlab PPO", "step_times": times, "cpu_times": _intervals(cpu_ends, warmup), "shares": shares,
             "response_lens": [r["response_len"] for r in recs],
             "peak_rss_mb": _rss_kb("VmHWM") / 1024, "train_delta_mb": (_rss_kb("VmHWM") - base_rss) / 1024}
 
@@ -179,10 +183,12 @@ def run_trl(model: str, steps: int, warmup: int, out: str) -> dict:
     class Timer(TrainerCallback):
         def __init__(self):
             self.ends: list[float] = []
+            self.cpu_ends: list[float] = []
             self.clocks: list[dict[str, float]] = []
 
         def on_step_end(self, args, state, control, **kw):
             self.ends.append(time.perf_counter())
+            self.cpu_ends.append(time.process_time())
             self.clocks.append(dict(clock))
 
     timer = Timer()
@@ -194,7 +200,7 @@ def run_trl(model: str, steps: int, warmup: int, out: str) -> dict:
     first, last = timer.clocks[max(0, warmup - 1)], timer.clocks[-1]
     shares = {k: (last[k] - first[k]) / sum(times) for k in ("generation", "scoring")}
     shares["update"] = 1 - sum(shares.values())
-    return {"side": "TRL RLOO", "step_times": times, "shares": shares, "response_lens": lengths[warmup:],
+    return {"side": "TRL RLOO", "step_times": times, "cpu_times": _intervals(timer.cpu_ends, warmup), "shares": shares, "response_lens": lengths[warmup:],
             "peak_rss_mb": _rss_kb("VmHWM") / 1024, "train_delta_mb": (_rss_kb("VmHWM") - base_rss) / 1024,
             "trl_version": __import__("trl").__version__}
 
@@ -248,6 +254,7 @@ def summarise(name: str, folder: Path, params: int, runs: dict[str, list[dict]],
         gflops = step_flops(folder, p_len, r_len) / step / 1e9
         shares = {k: statistics.mean(r["shares"].get(k, 0.0) for r in rs) for k in rs[0]["shares"]}
         row[side] = {"step_s": step, "repeats": [round(m, 3) for m in meds], "shares": shares,
+                     "cpu_s": statistics.median(statistics.median(r["cpu_times"]) for r in rs),
                      "response_len": r_len, "gflops": gflops, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
                      "train_delta_mb": max(r["train_delta_mb"] for r in rs)}
     row["ratio"] = statistics.median(statistics.median(t["step_times"]) / statistics.median(o["step_times"])
@@ -278,7 +285,8 @@ def write_results(path: Path, table: list[dict], a: argparse.Namespace, load: tu
         for side in ("alignlab", "trl"):
             s = r[side]
             lines.append(f"- {r['model']} {side}: " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in s["shares"].items())
-                         + f"; mean response {s['response_len']:.1f} tokens (prompt {r['prompt_len']:.1f})")
+                         + f"; mean response {s['response_len']:.1f} tokens (prompt {r['prompt_len']:.1f}); "
+                         f"process CPU {s['cpu_s']:.3f} s/step")
     text = "\n".join(lines) + "\n"
     with path.open("a") as f:
         f.write(text)
@@ -321,13 +329,15 @@ def main() -> None:
             for side in ("alignlab", "trl") if rep % 2 == 0 else ("trl", "alignlab"):
                 res = run_side(side, folder, a, tmp / f"{name}-{side}-{rep}")
                 runs[side].append(res)
-                print(f"{name} [{rep + 1}/{a.repeats}] {side}: median step {statistics.median(res['step_times']):.3f} s, "
+                print(f"{name} [{rep + 1}/{a.repeats}] {side}: median step {statistics.median(res['step_times']):.3f} s "
+                      f"(CPU {statistics.median(res['cpu_times']):.3f} s), "
                       f"peak RSS {res['peak_rss_mb']:.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
         peak = max(peak, measure_peak(model_widths(folder), a.threads), key=lambda p: p["gflops"])
         row = summarise(name, folder, params, runs, peak)
         table.append(row)
         print(f"{name}: alignlab PPO {row['alignlab']['step_s']:.3f} s/step vs TRL RLOO {row['trl']['step_s']:.3f} "
-              f"s/step -> {row['ratio']:.2f}x", flush=True)
+              f"s/step -> {row['ratio']:.2f}x (process CPU s/step {row['alignlab']['cpu_s']:.3f} vs "
+              f"{row['trl']['cpu_s']:.3f})", flush=True)
     Path(tmp, "summary.json").write_text(json.dumps(table, indent=2))
     print(write_results(Path(a.results), table, a, (load_start, os.getloadavg()[0])))
 
