@@ -5,14 +5,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from alignlab.scoring import head_only_at
+
 
 def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
     """Mean next-token cross-entropy over tokens where batch['loss_mask'] is 1:
-    L = Σ_t m_t · (−log p(x_t | x_<t)) / Σ_t m_t."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    L = Σ_t m_t · (−log p(x_t | x_<t)) / Σ_t m_t. The LM head runs only at the positions that
+    predict a loss token (the logits elsewhere would be thrown away)."""
+    mask = batch["loss_mask"][:, 1:]
+    rows, cols = mask.nonzero(as_tuple=True)  # position t predicts token t+1
+    with head_only_at(model, rows, cols) as gathered:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    if gathered:
+        logits, labels = out.logits[0].float(), batch["input_ids"][rows, cols + 1]
+        nll = F.cross_entropy(logits, labels, reduction="sum")
+        return nll / max(1, labels.numel()), {"tokens": mask.sum()}
     logits = out.logits[:, :-1].float()
     labels = batch["input_ids"][:, 1:]
-    mask = batch["loss_mask"][:, 1:].float()
+    m = mask.float()
     nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
-    loss = (nll * mask.reshape(-1)).sum() / mask.sum().clamp_min(1)
-    return loss, {"tokens": mask.sum()}
+    loss = (nll * m.reshape(-1)).sum() / m.sum().clamp_min(1)
+    return loss, {"tokens": m.sum()}
