@@ -109,7 +109,17 @@ def make_models(folder: Path, names: list[str]) -> dict[str, tuple[Path, int]]:
     if "smollm2" in names:
         from alignlab.models.real import ensure_real_model
 
-        path = ensure_real_model("smollm2")
+        real = ensure_real_model("smollm2")
+        # the converted folder's config still names the GGUF quantization, which makes a fully
+        # fine-tuned model unsavable: a copy whose config drops it (weights linked, not copied)
+        path = folder / "smollm2"
+        path.mkdir()
+        for f in real.iterdir():
+            if f.name != "config.json":
+                (path / f.name).symlink_to(f)
+        cfg = json.loads((real / "config.json").read_text())
+        cfg.pop("quantization_config", None)
+        (path / "config.json").write_text(json.dumps(cfg, indent=2))
         from transformers import AutoModelForCausalLM
 
         out["smollm2"] = (path, sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters()))
@@ -289,10 +299,11 @@ def main() -> None:
                     help="a testbed size, llama10m and/or smollm2 (default: llama10m smollm2)")
     ap.add_argument("--modes", nargs="+", choices=["full", "lora"], default=["full", "lora"])
     ap.add_argument("--reference", choices=["precomputed", "copy"], default="precomputed")
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--real-steps", type=int, default=4, help="steps for smollm2 (slow on CPU)")
     ap.add_argument("--real-batch", type=int, default=4, help="batch for smollm2")
+    ap.add_argument("--real-reps", type=int, default=2, help="repetitions for smollm2")
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -313,12 +324,13 @@ def main() -> None:
     table = []
     for name in a.models:
         folder, params = made[name]
-        steps, batch = (a.real_steps, a.real_batch) if name == "smollm2" else (a.steps, a.batch)
+        steps, batch, reps = ((a.real_steps, a.real_batch, a.real_reps) if name == "smollm2"
+                              else (a.steps, a.batch, a.reps))
         data = make_data(tmp, a.trees, steps * batch)
         for mode in a.modes:
             peak = measure_peak(model_widths(folder), a.threads)
             runs: dict[str, list[dict]] = {"alignlab": [], "trl": []}
-            for rep in range(a.reps):
+            for rep in range(reps):
                 for side in ("ours", "trl") if rep % 2 == 0 else ("trl", "ours"):
                     r = run_worker(side, folder, data, a, tmp / f"{name}-{mode}-{side}-{rep}", mode, steps, batch)
                     runs[r["side"]].append(r)
@@ -363,14 +375,15 @@ def write_results(path: Path, table: list[dict], a: argparse.Namespace, load_sta
         "# DPO: alignlab vs TRL DPOTrainer (CPU)", "",
         f"Command: `python benchmarks/bench_dpo_vs_trl.py --models {' '.join(a.models)} --modes {' '.join(a.modes)} "
         f"--reference {a.reference} --steps {a.steps} --batch {a.batch} --real-steps {a.real_steps} "
-        f"--real-batch {a.real_batch} --max-length {a.max_length} --threads {a.threads} --reps {a.reps}`", "",
+        f"--real-batch {a.real_batch} --real-reps {a.real_reps} --max-length {a.max_length} --threads {a.threads} "
+        f"--reps {a.reps}`", "",
         f"Run {datetime.date.today().isoformat()}, load average {load_start:.1f} at start, {load_end:.1f} at end. "
         f"Setup: one epoch of steps × batch pairs (table), max_length {a.max_length}, fp32, {a.threads} thread(s) "
         f"per process, β={a.beta}, lr={a.lr}, {ref}; LoRA r={LORA['r']} α={LORA['alpha']} on "
         f"{'/'.join(LORA['targets'])}; no gradient checkpointing; data: the testbed ranking export. "
         f"torch {torch.__version__}, transformers {transformers.__version__}, TRL {trl.__version__}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs. Median of {a.reps} interleaved runs "
-        "per side.", "",
+        "per side (smollm2: --real-reps).", "",
         "Speed-up = median over repetitions of (TRL time / alignlab time) of the two adjacent runs. Peak RSS = "
         "whole process. GFLOP/s = counted FLOPs of the pairs (benchmarks/flops.py; alignlab's layout, policy "
         "forward+backward + reference forward; the same count for both sides) / time; % = of the fp32 GEMM peak "
