@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import alignlab.rl.policy as policy_mod
 import alignlab.rl.row_packing as row_packing
 from alignlab.losses.rl import entropy_from_logits, logprobs_and_entropy
 from alignlab.rl.policy import PolicyWithValue
@@ -68,12 +67,13 @@ def test_packed_policy_forward_equals_the_padded_path(batch, monkeypatch):
     torch.manual_seed(0)
     policy = PolicyWithValue(model)
     torch.nn.init.normal_(policy.value_head.weight, std=0.1)
-    assert policy_mod.packing_supported(model)
+    assert row_packing.packing_supported(model)
     packed_out = policy(packed, temperature=0.8, entropy_grad=True)
     (packed_out[0].sum() + packed_out[1].sum() + packed_out[2].sum()).backward()
     grads = {n: p.grad.clone() for n, p in policy.named_parameters()}
     policy.zero_grad()
-    monkeypatch.setattr(policy_mod, "packing_supported", lambda m: False)
+    monkeypatch.setattr(row_packing, "packing_supported", lambda m: False)
+    assert row_packing.rollout_rows(model, packed) is None
     padded_out = policy(packed, temperature=0.8, entropy_grad=True)
     (padded_out[0].sum() + padded_out[1].sum() + padded_out[2].sum()).backward()
     mask = packed.response_mask
@@ -88,5 +88,17 @@ def test_fixed_response_logprobs_packed_equal_the_padded_chunks(batch, monkeypat
     want = chunked_response_logprobs(model, packed, 0.9, batch_size=3)
     got = fixed_response_logprobs(model, packed, 0.9, batch_size=3)
     assert torch.allclose(got, want, atol=1e-5)
+    given = fixed_response_logprobs(model, packed, 0.9, batch_size=8, rows=row_packing.rollout_rows(model, packed))
+    assert torch.allclose(given, want, atol=1e-5)
     monkeypatch.setattr(row_packing, "packing_supported", lambda m: False)
     assert torch.equal(fixed_response_logprobs(model, packed, 0.9, batch_size=3), want)
+
+
+def test_policy_forward_leaves_the_model_for_the_fast_sampler(batch):
+    from alignlab.decode import fast_decoder_reason
+
+    model, packed = batch
+    policy = PolicyWithValue(model)
+    policy(packed)[0].sum().backward()  # no output_hidden_states: transformers would hook every layer
+    assert fast_decoder_reason(model, 64) is None
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

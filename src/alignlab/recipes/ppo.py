@@ -147,7 +147,7 @@ def fused_ppo_loss(model: torch.nn.Module, rollout: Rollout, processed: torch.Te
     from alignlab.rl.rollout import finish_rollout
 
     p = cfg.ppo
-    logp, values, entropy = model(rollout.packed, cfg.generation.temperature, p.entropy_coef > 0)
+    logp, values, entropy = model(rollout.packed, cfg.generation.temperature, p.entropy_coef > 0, rollout.rows)
     rollout.logprobs, rollout.values = logp.detach(), values.detach()
     stats_out.update(finish_rollout(rollout, processed, kl_coef, p.kl_estimator, p.gamma, p.lam,
                                     p.whiten_advantages))

@@ -15,8 +15,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from alignlab.losses.rl import logprobs_and_entropy
-from alignlab.rl.row_packing import pack_rollout_rows, response_token_logits
-from alignlab.scoring import Packed, packing_attn_weight, packing_supported, response_logits
+from alignlab.rl.row_packing import RowPacking, response_token_logits, rollout_rows
+from alignlab.scoring import Packed, response_logits
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 
@@ -40,8 +40,8 @@ class PolicyWithValue(nn.Module):
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, packed: Packed, temperature: float = 1.0,
-                entropy_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, packed: Packed, temperature: float = 1.0, entropy_grad: bool = False,
+                rows: RowPacking | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(response log-probs, values, entropies), each [B, R] and 0 on padding, for packed sequences.
 
         The value at response position t is read from the hidden state just before token
@@ -49,9 +49,11 @@ class PolicyWithValue(nn.Module):
         attention takes a block mask the sequences are packed into rows without padding
         (`alignlab.rl.row_packing`); either way the LM head, log-softmax and value head run
         only at real response positions. The entropy has a gradient only with `entropy_grad`.
+        `rows`: the packing of `packed`, when the caller already made it (`rollout_rows`).
         """
-        if packing_supported(self.lm):
-            rows = pack_rollout_rows(packed, packing_attn_weight(self.lm))
+        if rows is None:
+            rows = rollout_rows(self.lm, packed)
+        if rows is not None:
             logits, hidden = response_token_logits(self.lm, rows, hidden=True)
             logp, entropy = logprobs_and_entropy(logits, rows.targets, temperature, entropy_grad)
             values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()

@@ -14,7 +14,7 @@ from alignlab.generation import sample
 from alignlab.losses.rl import gae, kl_penalty_rewards, masked_mean, sequence_kl, whiten
 from alignlab.rl.policy import PolicyWithValue
 from alignlab.rl.rewards import RewardFn, check_finite_rewards
-from alignlab.rl.row_packing import fixed_response_logprobs
+from alignlab.rl.row_packing import RowPacking, fixed_response_logprobs, rollout_rows
 from alignlab.scoring import Packed, pack, score_in_chunks
 
 
@@ -33,6 +33,7 @@ class Rollout:
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
     kl: torch.Tensor | None = None  # per-token KL estimate to the anchor
+    rows: RowPacking | None = None  # `packed` laid out in rows without padding (None: not supported)
     timings: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -57,9 +58,12 @@ class Rollout:
 
 
 @torch.no_grad()
-def score_rollout(policy: PolicyWithValue, packed: Packed, temperature: float, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log-probs, values) of packed responses under the current policy, in chunks."""
-    logprobs, values = score_in_chunks(policy, packed, lambda m, c: m(c, temperature=temperature)[:2], batch_size)
+def score_rollout(policy: PolicyWithValue, packed: Packed, temperature: float, batch_size: int,
+                  rows: RowPacking | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probs, values) of packed responses under the current policy, in chunks (`rows`: the
+    packing of all of `packed`, used when one chunk holds it all)."""
+    logprobs, values = score_in_chunks(
+        policy, packed, lambda m, c: m(c, temperature, False, rows if len(c) == len(packed) else None)[:2], batch_size)
     return logprobs, values
 
 
@@ -89,16 +93,17 @@ def collect_rollout(
     t1 = time.perf_counter()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     packed = pack(samples.prompt_ids, samples.response_ids, pad).to(device)
+    rows = rollout_rows(policy.lm, packed)  # one layout for the anchor's pass and the policy's
     if score_policy:
-        logprobs, values = score_rollout(policy, packed, temperature, batch_size)
+        logprobs, values = score_rollout(policy, packed, temperature, batch_size, rows)
     else:  # filled in by the fused update
         logprobs = values = torch.zeros(packed.response_mask.shape, device=device)
-    ref = fixed_response_logprobs(anchor, packed, temperature, batch_size)
+    ref = fixed_response_logprobs(anchor, packed, temperature, batch_size, rows)
     t2 = time.perf_counter()
     raw = reward_fn(list(prompts), samples.texts)
     scores = check_finite_rewards(list(raw), list(prompts), samples.texts, where).to(device)
     t3 = time.perf_counter()
-    return Rollout(packed, list(prompts), samples.texts, logprobs, ref, values, scores,
+    return Rollout(packed, list(prompts), samples.texts, logprobs, ref, values, scores, rows=rows,
                    timings={"generate": t1 - t0, "score": t2 - t1, "reward": t3 - t2})
 
 

@@ -21,6 +21,7 @@ from alignlab.losses.rl import logprobs_and_entropy
 from alignlab.scoring import (
     Packed,
     chunked_response_logprobs,
+    core_module,
     head_only_at,
     packing_attn_weight,
     packing_supported,
@@ -94,27 +95,48 @@ def pack_rollout_rows(packed: Packed, attn_weight: float | None = None) -> RowPa
 
 def response_token_logits(model: torch.nn.Module, rows: RowPacking,
                           hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(logits [N, V] predicting each response token, last hidden states [N, d] there or None)."""
+    """(logits [N, V] predicting each response token, last hidden states [N, d] there or None).
+
+    The hidden states are the LM head's input, caught by a pre-hook on it while it runs, rather
+    than `output_hidden_states=True`: that makes transformers install permanent output-capturing
+    hooks on the layers, which in turn keep the fast sampler (`alignlab.decode`) off the model.
+    """
+    caught: list[torch.Tensor] = []
     with head_only_at(model, rows.src_row, rows.src_col) as gathered:
-        out = model(input_ids=rows.input_ids, attention_mask=rows.attention_mask, position_ids=rows.position_ids,
-                    use_cache=False, output_hidden_states=hidden)
-    logits = out.logits[0] if gathered else out.logits[rows.src_row, rows.src_col]
-    states = out.hidden_states[-1][rows.src_row, rows.src_col] if hidden else None
-    return logits, states
+        handle = None
+        if gathered and hidden:
+            head = core_module(model).get_output_embeddings()
+            handle = head.register_forward_pre_hook(lambda _m, args: caught.append(args[0][0]))
+        try:
+            out = model(input_ids=rows.input_ids, attention_mask=rows.attention_mask,
+                        position_ids=rows.position_ids, use_cache=False, output_hidden_states=hidden and not gathered)
+        finally:
+            if handle is not None:
+                handle.remove()
+    if not gathered:
+        logits = out.logits[rows.src_row, rows.src_col]
+        return logits, out.hidden_states[-1][rows.src_row, rows.src_col] if hidden else None
+    return out.logits[0], caught[0] if hidden else None
 
 
 def fixed_response_logprobs(model: torch.nn.Module, packed: Packed, temperature: float = 1.0,
-                            batch_size: int = 64) -> torch.Tensor:
+                            batch_size: int = 64, rows: RowPacking | None = None) -> torch.Tensor:
     """log π(response token) [B, R] of a model taken as fixed (the KL anchor), no gradient, eval
     mode, `batch_size` sequences at a time: packed into rows when the model allows
-    (`packing_supported`), else `alignlab.scoring.chunked_response_logprobs`."""
+    (`packing_supported`; `rows`: the packing of all of `packed`, made once by the caller),
+    else `alignlab.scoring.chunked_response_logprobs`."""
     if not packing_supported(model):
         return chunked_response_logprobs(model, packed, temperature, batch_size)
     weight = packing_attn_weight(model)
 
     def score(m: torch.nn.Module, chunk: Packed) -> list[torch.Tensor]:
-        rows = pack_rollout_rows(chunk, weight)
-        logits, _ = response_token_logits(m, rows)
-        return [rows.scatter(logprobs_and_entropy(logits, rows.targets, temperature)[0])]
+        layout = rows if rows is not None and len(chunk) == len(packed) else pack_rollout_rows(chunk, weight)
+        logits, _ = response_token_logits(m, layout)
+        return [layout.scatter(logprobs_and_entropy(logits, layout.targets, temperature)[0])]
 
     return score_in_chunks(model, packed, score, batch_size)[0]
+
+
+def rollout_rows(model: torch.nn.Module, packed: Packed) -> RowPacking | None:
+    """The row packing of `packed` for `model`, or None when its attention takes no block mask."""
+    return pack_rollout_rows(packed, packing_attn_weight(model)) if packing_supported(model) else None
