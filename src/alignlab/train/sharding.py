@@ -57,12 +57,13 @@ def no_grad_sync(accelerator: Accelerator, model: torch.nn.Module) -> Iterator[N
 
 def full_model_state(accelerator: Accelerator, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The whole model's state dict on the CPU, gathered from the shards. A collective under FSDP2
-    and ZeRO-3: every process must call it. Names are the unwrapped model's."""
+    and ZeRO-3: every process must call it; processes other than the main one may get nothing.
+    Names are the unwrapped model's."""
     if is_fsdp2(model) and not accelerator.is_fsdp2:  # sharded by the caller, not by accelerate
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return accelerator.get_state_dict(model, unwrap=True)
+    return accelerator.get_state_dict(model, unwrap=True) or {}  # ZeRO-3 gives None off the main process
 
 
 def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -126,6 +127,9 @@ def fill_deepspeed_config(ds_config: dict[str, Any], values: dict[str, Any]) -> 
 def prepare_deepspeed(accelerator: Accelerator, cfg: TrainSettings) -> None:
     """Hand alignlab's batch size, accumulation and clipping to accelerate's DeepSpeed plugin
     (before `prepare` builds the engine)."""
+    if getattr(accelerator, "deepspeed_engine_wrapped", None) is not None:
+        raise ConfigError("this Accelerator already drives a DeepSpeed engine (its backward would step that one); "
+                          "give each Trainer its own Accelerator")
     plugin = accelerator.state.deepspeed_plugin
     fill_deepspeed_config(plugin.deepspeed_config, deepspeed_values(cfg, accelerator.num_processes))
     accelerator.gradient_accumulation_steps = cfg.grad_accum
