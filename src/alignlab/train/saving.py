@@ -200,8 +200,10 @@ class Saving:
         ckpt = checkpoint or self.run.latest_checkpoint()
         if ckpt is None:
             return False
-        weights = load_file(str(ckpt / "trainable.safetensors"))
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        # under FSDP2 only the main process reads the tensors and broadcasts them (one copy in RAM)
+        reads = self.is_main or not sharding.is_fsdp2(self.model)
+        weights = load_file(str(ckpt / "trainable.safetensors")) if reads else {}
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=False, mmap=True)
         self.load_weights_and_optimizer(ckpt, weights, state.get("optimizer_format", "local"), state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         random.setstate(state["rng"]["python"])
@@ -236,7 +238,8 @@ class Saving:
             if fmt != "full":
                 raise TrainingError(f"{ckpt}: written without FSDP (optimizer state per parameter id); "
                                     "resume it the way it was launched")
-            unexpected = sharding.load_full_state(self.model, opt, weights, optim)
+            unexpected = sharding.load_full_state(self.model, opt, weights, optim if self.is_main else {},
+                                                  broadcast=self.world > 1)
         else:
             unexpected = self.unwrapped.load_state_dict(weights, strict=False).unexpected_keys
             if fmt == "full":  # gathered under FSDP2, keyed by name: loads into a plain model too

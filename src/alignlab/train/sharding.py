@@ -67,18 +67,22 @@ def full_model_state(accelerator: Accelerator, model: torch.nn.Module) -> dict[s
 
 
 def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The FSDP2 optimizer state gathered into one dict keyed by parameter names (a collective;
-    complete on every process), so a checkpoint resumes on any number of processes."""
+    """The FSDP2 optimizer state gathered on the CPU of the main process into one dict keyed by
+    parameter names (a collective; other processes get an empty dict), so a checkpoint resumes on
+    any number of processes."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(model, optimizer, options=options)
 
 
 def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    weights: dict[str, torch.Tensor] | None, optim_state: dict[str, Any] | None) -> list[str]:
-    """Put full (gathered) weights and optimizer state back into an FSDP2 model's shards (every
-    process passes the same full dicts; a plain model takes them too); returns the weight names
-    the model does not have."""
+                    weights: dict[str, torch.Tensor] | None, optim_state: dict[str, Any] | None,
+                    broadcast: bool = False) -> list[str]:
+    """Put full (gathered) weights and optimizer state back into a model: into an FSDP2 model's
+    shards with `broadcast` (a collective: the main process passes the full dicts, the others
+    empty ones, so only one process reads the files), or into a plain model; returns the weight
+    names the model does not have."""
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         set_model_state_dict,
@@ -87,10 +91,11 @@ def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | N
 
     unexpected: list[str] = []
     if weights is not None:
-        options = StateDictOptions(full_state_dict=True, strict=False)
+        options = StateDictOptions(full_state_dict=True, strict=False, broadcast_from_rank0=broadcast)
         unexpected = list(set_model_state_dict(model, weights, options=options).unexpected_keys)
     if optimizer is not None and optim_state is not None:
-        set_optimizer_state_dict(model, optimizer, optim_state, options=StateDictOptions(full_state_dict=True))
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=broadcast)
+        set_optimizer_state_dict(model, optimizer, optim_state, options=options)
     return unexpected
 
 
