@@ -8,7 +8,7 @@ folder (see alignlab.data.tables; `data_columns` maps other column names).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ class SFTConfig:
     data_columns: ColumnMap = field(default_factory=ColumnMap)  # input column of each field; "" = same name
     data_split: str = "train"  # split of a dataset folder
     max_length: int = bounded(256, ge=2)
+    packing: bool = True  # several sequences per row with a block-diagonal mask (sdpa/eager): exact, little padding
     output_dir: str = ""
 
 
@@ -59,10 +60,47 @@ def encode_sft_rows(tokenizer, rows: Iterable[tuple[str, dict[str, Any]]],
     return out, stats
 
 
+def collate_packed(items: Sequence[Encoded], pad_id: int, attn_weight: float | None = None) -> dict[str, Any]:
+    """Sequences packed into rows (width chosen as for preference pairs, `_pack_rows`), each with
+    positions from 0 and a causal mask confined to itself; for every loss token its (row, source
+    column) whose logits predict it and its id. attention_mask is [rows, 1, W, W] bool."""
+    import torch
+
+    from alignlab.data.preference_batches import _pack_rows
+
+    rows, width = _pack_rows([len(e.input_ids) for e in items], attn_weight)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    seq = torch.full((len(rows), width), -1, dtype=torch.long)
+    src_row: list[int] = []
+    src_col: list[int] = []
+    tgt: list[int] = []
+    for r, members in enumerate(rows):
+        col = 0
+        for i in members:
+            e = items[i]
+            n = len(e.input_ids)
+            ids[r, col:col + n] = torch.tensor(e.input_ids)
+            pos[r, col:col + n] = torch.arange(n)
+            seq[r, col:col + n] = i
+            for t in range(1, n):
+                if e.loss_mask[t]:
+                    src_row.append(r)
+                    src_col.append(col + t - 1)
+                    tgt.append(e.input_ids[t])
+            col += n
+    q = torch.arange(width)
+    mask = (seq[:, :, None] == seq[:, None, :]) & (seq[:, None, :] >= 0) & (q[None, :, None] >= q[None, None, :])
+    mask |= torch.eye(width, dtype=torch.bool)[None]  # padding attends to itself (no empty rows)
+    return {"input_ids": ids, "position_ids": pos, "attention_mask": mask[:, None],
+            "src_row": torch.tensor(src_row, dtype=torch.long), "src_col": torch.tensor(src_col, dtype=torch.long),
+            "target_ids": torch.tensor(tgt, dtype=torch.long)}
+
+
 def run(cfg: SFTConfig) -> RunResult:
     """Fine-tune cfg.model on cfg.data; returns the run dir and final loss."""
     from alignlab.data.chat import collate
-    from alignlab.losses.lm import causal_lm_loss
+    from alignlab.losses.lm import causal_lm_loss, packed_lm_loss
     from alignlab.models import load_model
     from alignlab.resolve import require
     from alignlab.train.loop import Trainer, seed_everything
@@ -76,7 +114,14 @@ def run(cfg: SFTConfig) -> RunResult:
         raise DataError(f"{cfg.data}: no examples (the file has no JSON rows)")
     trainer = Trainer(model, cfg.train, run_dir)
     run_dir.save_config(cfg)
-    result = trainer.fit(examples, lambda b: collate(b, tok.pad_token_id), causal_lm_loss, desc="sft")
+    from alignlab.scoring import packing_attn_weight, packing_supported
+
+    if cfg.packing and packing_supported(trainer.unwrapped):
+        weight = packing_attn_weight(trainer.unwrapped)
+        result = trainer.fit(examples, lambda b: collate_packed(b, tok.pad_token_id, weight), packed_lm_loss,
+                             desc="sft")
+    else:
+        result = trainer.fit(examples, lambda b: collate(b, tok.pad_token_id), causal_lm_loss, desc="sft")
     final = trainer.save_final(tok)
     if trainer.is_main:
         from alignlab.report import write_report
