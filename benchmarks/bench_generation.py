@@ -171,7 +171,8 @@ def main() -> None:
                     print(f"{name} T={temperature} {side}: {1e3 * sec:.0f} ms, {tps:.0f} tok/s, "
                           f"fast is {speed:.2f}x", flush=True)
     load_end = os.getloadavg()
-    cmd = " ".join(["python benchmarks/bench_generation.py", "--models", *a.models, "--repeats", str(a.repeats)]
+    cmd = " ".join(["python benchmarks/bench_generation.py", "--models", *a.models, "--temperatures",
+                    *(f"{t:g}" for t in a.temperatures), "--repeats", str(a.repeats), "--threads", str(a.threads)]
                    + (["--before", a.before] if a.before else []))
     lines = [f"## {dt.datetime.now().strftime('%Y-%m-%d %H:%M')} — load average {load_start[0]:.2f} at start, "
              f"{load_end[0]:.2f} at end", "",
