@@ -177,15 +177,15 @@ def sample(
                 probs = _filter_top_p(scaled, top_p).softmax(-1)
                 u = torch.rand((n, 1), generator=generator, device=device, dtype=wide)  # one per row, held or not
                 tok = sample_categorical(probs, u if held is None else u[held])
-                if int(tok.max()) >= probs.shape[-1]:
-                    raise FloatingPointError("sampling: the model's logits are not finite (NaN or inf)")
             if held is not None:
                 tok = torch.full((n,), pad, dtype=torch.long, device=device).index_copy_(0, held, tok)
             tok = torch.where(done, torch.full_like(tok, pad), tok)
             gen[:, t] = tok
             lengths += (~done).long()
             done = done | torch.isin(tok, stops)
-            live = int((~done).sum())
+            live, top = torch.stack([(~done).sum(), tok.max()]).tolist()  # the one device sync per token
+            if top >= logits.shape[-1]:  # sample_categorical's "no token": NaN probabilities in a running row
+                raise FloatingPointError("sampling: the model's logits are not finite (NaN or inf)")
             if t == max_new_tokens - 1 or live == 0:
                 break
             n_held = n if held is None else len(held)
