@@ -12,7 +12,7 @@ and the cache itself:
 
 so one new token costs one pass over the layers and nothing else: no mask building, no cache
 concatenation, no output dataclasses; `keep(rows)` drops finished rows from the batch. On CPU
-that saves HF's per-token overhead, 10-20 % of a step on the 1M testbed student and nothing
+that saves HF's per-token overhead, 10-20 % of a step on a 1M-parameter model and nothing
 measurable on models of 10M+ parameters, whose steps are matmul-bound (benchmarks/
 RESULTS_generation.md); dropping finished rows saves in proportion to them.
 
