@@ -47,3 +47,17 @@ def test_real_model_loads_offline():
     ids = tok("The capital of France is", return_tensors="pt")
     logits = model(**ids).logits
     assert torch.isfinite(logits).all()
+    assert "quantization_config" not in model.config.to_dict()  # a fine-tuned copy must be savable
+
+
+def test_old_conversion_loses_its_quantization_config(tmp_path):
+    import json
+
+    from alignlab.models.real import _drop_quantization_config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "llama", "quantization_config": {"gguf": True}, "vocab_size": 7}))
+    _drop_quantization_config(path)
+    assert json.loads(path.read_text()) == {"model_type": "llama", "vocab_size": 7}
+    _drop_quantization_config(path)  # idempotent
+    assert json.loads(path.read_text()) == {"model_type": "llama", "vocab_size": 7}

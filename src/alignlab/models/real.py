@@ -42,6 +42,7 @@ def ensure_real_model(name: str = "smollm2") -> Path:
     pkg, label = REAL_MODELS[name]
     dest = cache_root() / "real" / label
     if (dest / "config.json").exists():
+        _drop_quantization_config(dest / "config.json")
         return dest
     if importlib.util.find_spec("gguf") is None:
         raise ConfigError("loading the real model needs the 'gguf' package: pip install 'alignlab[real]'")
@@ -51,7 +52,10 @@ def ensure_real_model(name: str = "smollm2") -> Path:
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # A GGUF-loaded model cannot be saved directly: copy into a fresh model of its config.
-    fresh = AutoModelForCausalLM.from_config(loaded.config)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):  # fp32 weights now; kept, it makes saving refuse
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config)
     fresh.load_state_dict(loaded.state_dict())
     tmp = dest.with_name(f".tmp-{label}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -61,3 +65,18 @@ def ensure_real_model(name: str = "smollm2") -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return dest
+
+
+def _drop_quantization_config(path: Path) -> None:
+    """Remove the GGUF `quantization_config` an older conversion left in config.json.
+
+    The weights are plain fp32; with the key a fine-tuned copy cannot be saved."""
+    import json
+
+    cfg = json.loads(path.read_text())
+    if "quantization_config" not in cfg:
+        return
+    del cfg["quantization_config"]
+    tmp = path.with_name(f".tmp-config-{os.getpid()}.json")
+    tmp.write_text(json.dumps(cfg, indent=2))
+    os.replace(tmp, path)
