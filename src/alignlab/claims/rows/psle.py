@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common
 
+QUERIES, REWARD = "testbed:reviews", "gold:sentiment"  # resolver names (v2: instructed reviews)
 END = "<|end|>"  # the world's document separator: the principle is a whole document before the query
 
 
@@ -53,8 +54,8 @@ def _psle(ctx: RowContext, seed: int, text: str, name: str, s: Sizes) -> str:
     from alignlab.recipes import psle
 
     res = psle.run(psle.PSLEConfig(
-        model=ModelSettings(name_or_path=ctx.models["student"]), principle=text, queries="testbed:reviews",
-        reward="gold:sentiment", train=TrainSettings(lr=3e-4, batch_size=s.batch, save_every=0, seed=seed, progress=False),
+        model=ModelSettings(name_or_path=ctx.models["student"]), principle=text, queries=QUERIES,
+        reward=REWARD, train=TrainSettings(lr=3e-4, batch_size=s.batch, save_every=0, seed=seed, progress=False),
         n_queries=s.n_queries, eval_queries=s.n_eval, iterations=s.iterations,
         queries_per_iteration=s.queries_per_iteration, epochs=s.epochs,
         generation=SamplingSettings(max_new_tokens=s.new_tokens, batch_size=128),
@@ -70,7 +71,7 @@ def _baselines(ctx: RowContext, seed: int, s: Sizes) -> dict[str, str]:
     from alignlab.resolve import prompts
 
     root = ctx.seed_dir(seed)
-    pool = [str(p) for p in prompts("testbed:reviews", s.n_queries, seed=seed)]
+    pool = [str(p) for p in prompts(QUERIES, s.n_queries, seed=seed)]
     rng = random.Random(seed)
     queries = [rng.choice(pool) for _ in range(s.iterations * s.queries_per_iteration)]
     model, tok = common.load(ctx.models["student"])
@@ -104,7 +105,7 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
               "psle": _psle(ctx, seed, principle(), "psle", s),
               "psle_neutral": _psle(ctx, seed, neutral_principle(seed), "psle_neutral", s),
               **_baselines(ctx, seed, s)}
-    _, held = prompt_split("testbed:reviews", 1, s.n_eval, seed, "claims.psle")
+    _, held = prompt_split(QUERIES, 1, s.n_eval, seed, "claims.psle")
     held = [str(p) for p in held]
     gold = {}
     for name, path in models.items():

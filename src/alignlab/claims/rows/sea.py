@@ -16,6 +16,7 @@ from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common
 
 NO_HEADROOM = 0.02  # |ambiguous bias score| of the base model below this on every seed: nothing to lower
+FACTS = "testbed:facts"  # demonstrations + held-out MC items (v2: the myth-majority facts)
 CEILING = 0.95  # base MC1 at or above this on every seed: too little truthfulness headroom to show a gain
 
 
@@ -35,12 +36,12 @@ def _truthfulness(ctx: RowContext, seed: int, share: float) -> dict[str, float]:
     from alignlab.recipes import sea
     from alignlab.resolve import sea_demos
 
-    demos = sea_demos("testbed:facts")
+    demos = sea_demos(FACTS)
     drawn = random.Random(seed).sample(demos, max(2, round(share * len(demos))))
     data = common.write_jsonl(ctx.seed_dir(seed) / "truth_demos.jsonl",
                               [{k: v for k, v in vars(d).items() if v is not None} for d in drawn])
     res = sea.run(sea.SEAConfig(model=ModelSettings(name_or_path=ctx.models["student"]), data=str(data),
-                                eval_data="testbed:facts", top_layers=1, feature="none", k_pos=0.99, k_neg=0.99,
+                                eval_data=FACTS, top_layers=1, feature="none", k_pos=0.99, k_neg=0.99,
                                 seed=seed, output_dir=str(ctx.seed_dir(seed) / "sea_truth")))
     m = res.metrics
     return {"mc1_before": float(m["before_mc1"]), "mc1_after": float(m["after_mc1"]),

@@ -20,6 +20,7 @@ from alignlab.claims.stats import Interval
 
 HARDER = ("few_shot", "distractor", "long_context", "multi_step")
 LAYER, COEFFICIENT = 2, 16.0
+PAIRS, PROMPTS = "testbed:sentiment", "testbed:reviews"  # resolver names of the vector's pairs and the prompts
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,8 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
     size = SIZES[ctx.quick]
     model, tok = common.load(ctx.models["student"])
     layer = min(LAYER, num_layers(model) - 1)
-    vec = steering.train_steering_vector(model, tok, contrast_pairs("testbed:sentiment", size.pairs, seed))
-    base = [str(p) for p in prompts("testbed:reviews", size.prompts, seed=3_000 + seed)]
+    vec = steering.train_steering_vector(model, tok, contrast_pairs(PAIRS, size.pairs, seed))
+    base = [str(p) for p in prompts(PROMPTS, size.prompts, seed=3_000 + seed)]
     demo = DemoContext(world=common.world(), base_model=ctx.models["student"], out_dir=ctx.seed_dir(seed), seed=seed)
     conds = testbed_conditions(demo, tok, base)
     ev = limits.generation_evaluator(model, tok, lambda: vec.apply(model, COEFFICIENT, layer),
