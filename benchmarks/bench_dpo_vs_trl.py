@@ -260,7 +260,13 @@ def worker_trl(a: argparse.Namespace) -> dict:
         out = trainer.train()
         timing["seconds"] += time.perf_counter() - t
     return {"side": "trl", "seconds": timing["seconds"], "pairs": a.steps * a.batch, "peak_rss_mb": mem.peak,
-            "rss_before_mb": before, "final_loss": out.training_loss}
+            "rss_before_mb": before, "final_loss": last_logged_loss(trainer, out.training_loss)}
+
+
+def last_logged_loss(trainer: Any, fallback: float) -> float:
+    """TRL's last logged loss (the mean of the last logging window, as alignlab's final `loss`)."""
+    logged = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    return logged[-1] if logged else fallback
 
 
 # --- driver ------------------------------------------------------------------------------------

@@ -33,7 +33,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_dpo_vs_trl import PeakRSS, _rss_mb, make_models, measure_peak, model_widths  # noqa: E402
+from bench_dpo_vs_trl import (  # noqa: E402
+    PeakRSS,
+    _rss_mb,
+    last_logged_loss,
+    make_models,
+    measure_peak,
+    model_widths,
+)
 
 
 def make_rows(folder: Path, n_trees: int, n: int) -> Path:
@@ -120,7 +127,7 @@ def worker_trl(a: argparse.Namespace) -> dict:
         out = trainer.train()
         seconds = time.perf_counter() - t
     return {"side": "trl", "seconds": seconds, "peak_rss_mb": mem.peak, "rss_before_mb": before,
-            "final_loss": out.training_loss}
+            "final_loss": last_logged_loss(trainer, out.training_loss)}
 
 
 def run_worker(side: str, model: Path, data: Path, a: argparse.Namespace, out: Path) -> dict:
