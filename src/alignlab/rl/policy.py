@@ -47,8 +47,9 @@ class PolicyWithValue(nn.Module):
         The value at response position t is read from the hidden state just before token
         t, i.e. it is V(prefix) of the state in which token t is chosen. When the model's
         attention takes a block mask the sequences are packed into rows without padding
-        (`alignlab.rl.row_packing`); either way the LM head, log-softmax and value head run
-        only at real response positions. The entropy has a gradient only with `entropy_grad`.
+        (`alignlab.rl.row_packing`) and the LM head, log-softmax and value head run only at real
+        response positions; otherwise (padded layout) the log-softmax does. The entropy has a
+        gradient only with `entropy_grad`.
         `rows`: the packing of `packed`, when the caller already made it (`rollout_rows`).
         """
         if rows is None:
