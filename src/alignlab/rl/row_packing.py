@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 
-from alignlab.losses.rl import logprobs_and_entropy
 from alignlab.scoring import (
     Packed,
     chunked_response_logprobs,
@@ -26,6 +25,7 @@ from alignlab.scoring import (
     packing_attn_weight,
     packing_supported,
     score_in_chunks,
+    token_logprobs,
 )
 
 
@@ -132,7 +132,9 @@ def fixed_response_logprobs(model: torch.nn.Module, packed: Packed, temperature:
     def score(m: torch.nn.Module, chunk: Packed) -> list[torch.Tensor]:
         layout = rows if rows is not None and len(chunk) == len(packed) else pack_rollout_rows(chunk, weight)
         logits, _ = response_token_logits(m, layout)
-        return [layout.scatter(logprobs_and_entropy(logits, layout.targets, temperature)[0])]
+        if temperature > 0 and temperature != 1.0:
+            logits = logits / temperature
+        return [layout.scatter(token_logprobs(logits, layout.targets))]  # no entropy: nobody reads it
 
     return score_in_chunks(model, packed, score, batch_size)[0]
 
