@@ -112,6 +112,8 @@ SHRINK_AT = 0.75  # the fast decoder drops finished rows once at most this share
 
 def make_decoder(model: torch.nn.Module, backend: Backend, max_len: int) -> HFDecoder | FastDecoder:
     """The decoder for `backend`: auto = the fast static-cache one when the model allows it (see decode.py)."""
+    if backend == "vllm":
+        raise ConfigError("generation.backend: 'vllm' drives ppo rollouts only; choose auto, fast or hf here")
     if backend not in ("auto", "fast", "hf"):
         raise ConfigError(f"generation backend {backend!r} is not one of auto, fast, hf")
     if backend == "hf":

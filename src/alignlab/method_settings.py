@@ -22,6 +22,19 @@ class SamplingSettings:
     temperature: float = bounded(1.0, ge=0)  # 0 = greedy
     top_p: float = bounded(1.0, gt=0, le=1)
     batch_size: int = bounded(64, ge=1)  # sequences per generation / scoring forward
+    # decoder: auto = the static-KV-cache one where the model allows (alignlab.decode), else HF's forward
+    # loop; vllm = a colocated vLLM engine (ppo rollouts only; pip install 'alignlab[vllm]', CUDA)
+    backend: Literal["auto", "fast", "hf", "vllm"] = "auto"
+
+    def check(self, where: str) -> None:
+        """vLLM is only selectable where its package is installed."""
+        import importlib.util
+
+        if self.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+            from alignlab.errors import ConfigError
+
+            raise ConfigError(f"{where}.backend: 'vllm' needs the vllm package, which is not installed; "
+                              "pip install 'alignlab[vllm]' (CUDA), or choose auto, fast or hf")
 
 
 RankingLoss = Literal["simpo", "dpo"]  # PSLE's ranking objective (alignlab.losses.psle)

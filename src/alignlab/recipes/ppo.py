@@ -212,6 +212,7 @@ def run(cfg: PPOConfig) -> RunResult:
     """Train cfg.model with PPO on cfg.prompts against cfg.reward; returns run dir + final numbers."""
 
     from alignlab import resolve
+    from alignlab.generation import sample
     from alignlab.losses.rl import make_kl_controller
     from alignlab.models import load_model
     from alignlab.rl.elastic_reset import ElasticReset, ElasticResetCallback
@@ -237,13 +238,22 @@ def run(cfg: PPOConfig) -> RunResult:
     reward_proc = RewardProcessor(p.reward_norm, p.reward_clip)
     trainer = Trainer(policy, cfg.train, run_dir, total_steps=p.iterations * steps_per_iter,
                       extra_state={"kl_controller": kl_ctl, "reward_norm": reward_proc},
-                      save_fn=lambda m, out: m.save(out))
+                      save_fn=lambda m, out, state_dict=None: m.save(out, state_dict))
     callbacks = []
     elastic = None
     if er_cfg.enabled:
         elastic = ElasticReset([(n, q) for n, q in trainer.unwrapped.named_parameters() if q.requires_grad], er_cfg)
         trainer.extra_state["elastic_reset"] = elastic
         callbacks.append(ElasticResetCallback(elastic))
+    sample_fn = sample
+    if g.backend == "vllm":  # a colocated engine, given the weights after every iteration (after resets)
+        from alignlab.vllm_backend import VLLMSampler, VLLMSync
+
+        longest = max(len(tok(t, add_special_tokens=False)["input_ids"]) for t in train_prompts)
+        sample_fn = VLLMSampler(trainer.unwrapped, tok, max_model_len=longest + g.max_new_tokens,
+                                seed=cfg.train.seed * 1000 + trainer.rank, rank=trainer.rank, world=trainer.world,
+                                local_rank=trainer.accelerator.local_process_index)
+        callbacks.append(VLLMSync(sample_fn))
     run_dir.save_config(cfg)
     initial.to(trainer.device)
     anchor.to(trainer.device)
@@ -257,7 +267,8 @@ def run(cfg: PPOConfig) -> RunResult:
         rollout = collect_rollout(trainer.unwrapped, anchor, tok, prompts, reward_fn, g.max_new_tokens,
                                   g.temperature, g.top_p, g.batch_size,
                                   trainer.rng.sampling_generator(trainer.rank, trainer.device),
-                                  where=f" at iteration {it}", score_policy=not fused)
+                                  where=f" at iteration {it}", score_policy=not fused, backend=g.backend,
+                                  sample_fn=sample_fn)
         processed = reward_proc(rollout.scores).to(trainer.device)
         stats.clear()
         if fused:

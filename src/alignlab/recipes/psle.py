@@ -203,7 +203,7 @@ def label_queries(lm: torch.nn.Module, tokenizer, queries: list[Query], cfg: PSL
     plain = [plain_prompt(tokenizer, q) for q in queries]
     guided = [principle_prompt(tokenizer, q, cfg.principle) for q in queries]
     s = sample(lm, tokenizer, plain + guided, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-               top_p=g.top_p, batch_size=g.batch_size, generator=generator)
+               top_p=g.top_p, batch_size=g.batch_size, generator=generator, backend=g.backend)
     n = len(queries)
     y, yp = s.texts[:n], s.texts[n:]
     scores = check_finite_rewards(list(reward_fn(plain + plain, y + yp)), plain + plain, y + yp, where)
@@ -262,7 +262,7 @@ def evaluate_reward(lm: torch.nn.Module, tokenizer, queries: list[Query], reward
     prompts = [plain_prompt(tokenizer, q) for q in queries]
     generator = device_generator(cfg.train.seed + 7, next(lm.parameters()).device)
     s = sample(lm, tokenizer, prompts, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-               top_p=g.top_p, batch_size=g.batch_size, generator=generator)
+               top_p=g.top_p, batch_size=g.batch_size, generator=generator, backend=g.backend)
     scores = check_finite_rewards(list(reward_fn(prompts, s.texts)), prompts, s.texts, " (evaluation)")
     out = {"eval_reward": float(scores.mean())}
     if gold is not None:

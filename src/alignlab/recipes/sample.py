@@ -107,7 +107,7 @@ def generate(model, tok, ids: list[list[int]], gen: SamplingSettings, generator)
     from alignlab.generation import sample
 
     out = sample(model, tok, ids, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature,
-                 top_p=gen.top_p, batch_size=gen.batch_size, generator=generator)
+                 top_p=gen.top_p, batch_size=gen.batch_size, generator=generator, backend=gen.backend)
     return [t.strip() for t in out.texts]
 
 

@@ -69,12 +69,15 @@ class PolicyWithValue(nn.Module):
         zeros = mask.new_zeros(mask.shape, dtype=logp.dtype)
         return zeros.index_put((b, t), logp), values * mask, zeros.index_put((b, t), entropy)
 
-    def save(self, out: str | Path) -> None:
-        """Save the LM (transformers/PEFT format) and the value head beside it."""
+    def save(self, out: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Save the LM (transformers/PEFT format) and the value head beside it; `state_dict`: this
+        module's whole weights gathered from shards (FSDP2 / ZeRO-3), used instead of its own."""
         out = Path(out)
-        self.lm.save_pretrained(out, safe_serialization=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()},
-                  str(out / VALUE_HEAD_FILE))
+        lm_state = {k[3:]: v for k, v in state_dict.items() if k.startswith("lm.")} if state_dict else None
+        self.lm.save_pretrained(out, safe_serialization=True, **({"state_dict": lm_state} if lm_state else {}))
+        head = ({k[len("value_head."):]: v for k, v in state_dict.items() if k.startswith("value_head.")}
+                if state_dict else self.value_head.state_dict())
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(out / VALUE_HEAD_FILE))
 
     def load_value_head(self, folder: str | Path) -> bool:
         """Load a saved value head from `folder` if it has one; True when loaded."""

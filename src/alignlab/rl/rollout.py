@@ -5,12 +5,12 @@ the value head and the KL anchor, get sequence rewards, then token rewards and G
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from alignlab.generation import sample
+from alignlab.generation import Samples, sample
 from alignlab.losses.rl import gae, kl_penalty_rewards, masked_mean, sequence_kl, whiten
 from alignlab.rl.policy import PolicyWithValue
 from alignlab.rl.rewards import RewardFn, check_finite_rewards
@@ -80,16 +80,19 @@ def collect_rollout(
     generator: torch.Generator | None = None,
     where: str = "",
     score_policy: bool = True,
+    backend: str = "auto",
+    sample_fn: Callable[..., Samples] = sample,
 ) -> Rollout:
     """Sample one response per prompt from the policy and score it (no gradients).
 
     `score_policy=False` skips the policy/value scoring forward: the fused PPO update fills
     `logprobs` and `values` from its own forward (see `alignlab.recipes.ppo.fused_ppo_loss`).
+    `sample_fn`: `generation.sample` or a drop-in with its signature (`vllm_backend.VLLMSampler`).
     """
     device = next(policy.parameters()).device
     t0 = time.perf_counter()
-    samples = sample(policy.lm, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                     top_p=top_p, batch_size=batch_size, generator=generator)
+    samples = sample_fn(policy.lm, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                        top_p=top_p, batch_size=batch_size, generator=generator, backend=backend)
     t1 = time.perf_counter()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     packed = pack(samples.prompt_ids, samples.response_ids, pad).to(device)
