@@ -73,7 +73,7 @@ def test_reward_fn_and_gold_measure(tmp_path):
     assert good > 0 > bad
     with pytest.raises(ConfigError, match="the only gold reward"):
         resolve.reward_fn("gold:truth")
-    with pytest.raises(ConfigError, match="score '.*missing': not 'gold:sentiment' and no such reward-model folder"):
+    with pytest.raises(ConfigError, match="score '.*missing': not a gold reward .* and no such reward-model folder"):
         resolve.reward_fn(str(tmp_path / "missing"), "score")
     with pytest.raises(ConfigError, match="no config.json or adapter_config.json"):
         resolve.reward_fn(str(tmp_path))  # a folder, but not a reward model

@@ -13,6 +13,7 @@ from alignlab.errors import ConfigError, DataError
 from alignlab.resolve.models import require
 
 if TYPE_CHECKING:
+    from alignlab.eval.bias import BiasQuestion
     from alignlab.eval.multiple_choice import MCItem
     from alignlab.eval.pass_at_k import Problem
     from alignlab.interventions.sea import Demo
@@ -22,11 +23,16 @@ if TYPE_CHECKING:
 Query = str | Messages
 
 REVIEWS = ("testbed:reviews", "testbed")
+INSTRUCTED = ("testbed:instructed_reviews", "testbed:distracted_reviews", "testbed:chats")  # testbed v2
 GOLD = ("gold", "gold:sentiment")
+GOLD_INSTRUCTION = "gold:instruction"
 NEUTRAL = "testbed:neutral"
 CODE = ("testbed", "testbed:code")
 SENTIMENT_PAIRS = ("testbed:sentiment", "testbed")
 FACTS = ("testbed:facts", "testbed")
+MYTH_FACTS = "testbed:myth_facts"
+BIAS = ("testbed:bias", "testbed")
+CONTEXTS = "testbed:contexts"
 HELD_OUT_SEED = 10_007  # built-in evaluation prompts come from a seed training never uses
 
 
@@ -39,11 +45,24 @@ def _world():
 # --- prompts -----------------------------------------------------------------------------------
 
 
-def prompts(spec: str, n: int, seed: int, key: str = "prompts") -> list[Query]:
-    """`n` built-in review prompts drawn with `seed`, or the first `n` rows of a prompts file."""
-    require(spec, key, "prompts ('testbed:reviews' or a .jsonl / .txt file)")
+def _builtin_prompts(spec: str, n: int, seed: int) -> list[Query]:
+    """`n` prompts of a built-in family drawn with `seed`."""
+    world = _world()
     if spec in REVIEWS:
-        return list(_world().review_prompts(n, seed=seed))
+        return list(world.review_prompts(n, seed=seed))
+    if spec == "testbed:instructed_reviews":
+        return list(world.instructed_prompts(n, seed=seed))
+    if spec == "testbed:distracted_reviews":
+        return list(world.distracted_prompts(n, seed=seed))
+    return list(world.chat_prompts(n, seed=seed))
+
+
+def prompts(spec: str, n: int, seed: int, key: str = "prompts") -> list[Query]:
+    """`n` built-in prompts drawn with `seed` (`testbed:reviews`, `testbed:instructed_reviews`,
+    `testbed:distracted_reviews`, `testbed:chats`), or the first `n` rows of a prompts file."""
+    require(spec, key, "prompts ('testbed:reviews' or a .jsonl / .txt file)")
+    if spec in REVIEWS or spec in INSTRUCTED:
+        return _builtin_prompts(spec, n, seed)
     from alignlab.data.chat import read_prompts
 
     return read_prompts(spec, key, REVIEWS[0])[:n]
@@ -56,9 +75,8 @@ def prompt_split(spec: str, n_train: int, n_eval: int, seed: int, key: str) -> t
     A file: its last `n_eval` rows are held out, the rest train (`n_train` is not applied).
     """
     require(spec, key, "prompts ('testbed:reviews' or a .jsonl / .txt file)")
-    if spec in REVIEWS:
-        world = _world()
-        return world.review_prompts(n_train, seed=seed), world.review_prompts(n_eval, seed=HELD_OUT_SEED)
+    if spec in REVIEWS or spec in INSTRUCTED:
+        return _builtin_prompts(spec, n_train, seed), _builtin_prompts(spec, n_eval, HELD_OUT_SEED)
     from alignlab.data.chat import read_prompts
 
     rows = read_prompts(spec, key, REVIEWS[0])
@@ -80,26 +98,65 @@ def gold_sentiment_reward(prompts: list[str], responses: list[str]) -> list[floa
     return [sentiment_reward(r) for r in responses]
 
 
+def gold_instruction_reward(prompts: list[str], responses: list[str]) -> list[float]:
+    """The built-in gold obedience of each response to the instruction in its (rendered) prompt."""
+    from alignlab.testbed.instructions import instruction_reward
+
+    return [instruction_reward(p, r) for p, r in zip(prompts, responses, strict=True)]
+
+
 def reward_fn(spec: str, key: str = "reward") -> RewardFn:
-    """`gold:sentiment` (alias `gold`) or the folder of a learned reward model."""
-    require(spec, key, "a reward ('gold:sentiment' or a reward-model folder)")
+    """`gold:sentiment` (alias `gold`), `gold:instruction` or the folder of a learned reward model."""
+    require(spec, key, "a reward ('gold:sentiment', 'gold:instruction' or a reward-model folder)")
     if spec in GOLD:
         return gold_sentiment_reward
+    if spec == GOLD_INSTRUCTION:
+        return gold_instruction_reward
     if spec.startswith("gold:"):
-        raise ConfigError(f"{key} '{spec}': the only gold reward is 'gold:sentiment'")
+        raise ConfigError(f"{key} '{spec}': the only gold rewards are 'gold:sentiment' and 'gold:instruction'")
     if not Path(spec).expanduser().exists():
-        raise ConfigError(f"{key} '{spec}': not 'gold:sentiment' and no such reward-model folder")
+        raise ConfigError(f"{key} '{spec}': not a gold reward ('gold:sentiment', 'gold:instruction') and no such reward-model folder")
     from alignlab.rl.rewards import learned_reward_fn
 
     return learned_reward_fn(Path(spec).expanduser())
 
 
 def gold_measure(prompts_spec: str, reward_spec: str) -> RewardFn | None:
-    """The built-in gold reward, to report beside a learned one, when the prompts are the
-    built-in reviews and the training reward is not already gold; else None."""
+    """The built-in gold reward, to report beside a learned one, when the prompts are built in
+    and the training reward is not already gold; else None (instructed prompts: obedience)."""
     if prompts_spec in REVIEWS and reward_spec not in GOLD:
         return gold_sentiment_reward
+    if prompts_spec in INSTRUCTED and reward_spec != GOLD_INSTRUCTION:
+        return gold_instruction_reward
     return None
+
+
+def principle(spec: str) -> str:
+    """A principle to prefix to a query: built-in headers `testbed:<kind>` (positive, negative,
+    short, long, formal, cheerful, grumpy; `testbed:none` = the same form without content), else
+    `spec` itself as the literal text."""
+    if not spec.startswith("testbed:"):
+        return spec
+    from alignlab.testbed import instructions as ins
+
+    name = spec.split(":", 1)[1]
+    if name == "none":
+        return ins.NO_INSTRUCTION
+    if name not in ins.KINDS and name not in ins.PERSONAS:
+        raise ConfigError(f"principle '{spec}': choose one of "
+                          + ", ".join(f"testbed:{k}" for k in (*ins.KINDS, *ins.PERSONAS, "none")))
+    return ins.header(name)
+
+
+def context_prompts(spec: str, n: int, seed: int = 0, key: str = "data") -> dict[str, list[str]]:
+    """Prompts of rising context complexity, the same subjects per index (`testbed:contexts`):
+    plain, instructed (half positive, half negative), distracted_1, distracted_3, multi_turn."""
+    require(spec, key, "context levels ('testbed:contexts')")
+    if spec != CONTEXTS:
+        raise ConfigError(f"{key} '{spec}': the only built-in context set is '{CONTEXTS}'")
+    from alignlab.testbed.instructions import context_levels
+
+    return context_levels(_world(), n, seed)
 
 
 # --- reference texts ---------------------------------------------------------------------------
@@ -209,15 +266,16 @@ def word_pairs(spec: str, key: str = "data") -> list[tuple[str, str]]:
 
 
 def sea_demos(spec: str, key: str = "data") -> list[Demo]:
-    """SEA demonstrations: built-in truth vs myth (`testbed:facts`, training countries) or a
+    """SEA demonstrations: built-in truth vs myth (`testbed:facts`, training countries;
+    `testbed:myth_facts`, only the myth-majority ones) or a
     JSONL file of {prompt, positive, negative} (+ optional "neutral")."""
     from alignlab.interventions.sea import Demo
 
     require(spec, key, "demonstrations ('testbed:facts' or a JSONL file of {prompt, positive, negative})")
-    if spec in FACTS:
+    if spec in FACTS or spec == MYTH_FACTS:
         from alignlab.testbed.tasks import fact_demos
 
-        return fact_demos(_world(), split="train")
+        return fact_demos(_world(), split="train", myth_major_only=spec == MYTH_FACTS)
     return [Demo(r["prompt"], r["positive"], r["negative"], r.get("neutral"))
             for _, r in _jsonl_rows(spec, ("prompt", "positive", "negative"))]
 
@@ -231,16 +289,17 @@ class MCSet:
 
 
 def mc_items(spec: str, key: str = "eval_data") -> MCSet:
-    """Multiple-choice items: built-in held-out facts (`testbed:facts`, test countries; the
-    questions carry their own answer cue), a TruthfulQA CSV, or a JSONL file of
+    """Multiple-choice items: built-in held-out facts (`testbed:facts`, test countries, or
+    `testbed:myth_facts`, only those whose Q/A documents mostly give the myth; the questions carry
+    their own answer cue), a TruthfulQA CSV, or a JSONL file of
     {question, best, correct: [...], incorrect: [...]}."""
     from alignlab.eval.multiple_choice import MCItem
 
     require(spec, key, "multiple-choice items ('testbed:facts', a TruthfulQA .csv or a JSONL file)")
-    if spec in FACTS:
+    if spec in FACTS or spec == MYTH_FACTS:
         from alignlab.testbed.tasks import fact_items
 
-        return MCSet(fact_items(_world(), split="test"), prompt_fn=lambda q: q)
+        return MCSet(fact_items(_world(), split="test", myth_major_only=spec == MYTH_FACTS), prompt_fn=lambda q: q)
     if spec.endswith(".csv"):
         from alignlab.eval.benchmarks import load_truthfulqa
 
@@ -251,3 +310,32 @@ def mc_items(spec: str, key: str = "eval_data") -> MCSet:
             raise DataError(f"{where}: 'incorrect' must be a non-empty list of answers")
         items.append(MCItem(r["question"], r["best"], tuple(r.get("correct", [r["best"]])), tuple(r["incorrect"])))
     return MCSet(items)
+
+
+@dataclass
+class BiasSet:
+    """Bias questions and how to prompt them (for `alignlab.eval.bias.evaluate_bias`)."""
+
+    questions: list[BiasQuestion]
+    prompt_fn: Callable[[BiasQuestion], str]
+
+
+def bias_questions(spec: str = "testbed:bias", n: int = 200, seed: int = 0, key: str = "data") -> BiasSet:
+    """Built-in held-out BBQ-style questions (`testbed:bias`, half ambiguous; the stereotype leaks
+    into the corpus's ambiguous answers for some group/question combos)."""
+    require(spec, key, "bias questions ('testbed:bias')")
+    if spec not in BIAS:
+        raise ConfigError(f"{key} '{spec}': the only built-in bias set is 'testbed:bias'")
+    from alignlab.testbed import tasks
+
+    return BiasSet(tasks.bias_questions(_world(), n, seed), tasks.bias_prompt)
+
+
+def bias_demos(spec: str = "testbed:bias", n: int = 120, seed: int = 1, key: str = "data") -> list[Demo]:
+    """SEA demonstrations for bias (`testbed:bias`): correct (positive) vs stereotyped (negative) answer."""
+    require(spec, key, "bias demonstrations ('testbed:bias')")
+    if spec not in BIAS:
+        raise ConfigError(f"{key} '{spec}': the only built-in bias set is 'testbed:bias'")
+    from alignlab.testbed import tasks
+
+    return tasks.bias_demos(_world(), n, seed)

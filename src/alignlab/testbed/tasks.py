@@ -34,14 +34,20 @@ def _split(facts: list, split: str) -> list:
     return [f for f in facts if f.subject in keep]
 
 
-def fact_items(world: World, split: str = "test") -> list[MCItem]:
+def _facts(world: World, split: str, myth_major_only: bool) -> list:
+    """The split's facts; only those whose Q/A documents mostly give the myth when asked."""
+    return [f for f in _split(world.facts, split) if f.myth_major or not myth_major_only]
+
+
+def fact_items(world: World, split: str = "test", myth_major_only: bool = False) -> list[MCItem]:
     """Truthfulness MC on the world's facts: truth (best) vs myth and two distractors."""
-    return [MCItem(f.question, f.truth, (f.truth,), (f.myth, *f.distractors)) for f in _split(world.facts, split)]
+    return [MCItem(f.question, f.truth, (f.truth,), (f.myth, *f.distractors))
+            for f in _facts(world, split, myth_major_only)]
 
 
-def fact_demos(world: World, split: str = "train") -> list[Demo]:
+def fact_demos(world: World, split: str = "train", myth_major_only: bool = False) -> list[Demo]:
     """SEA demonstrations: question, true answer (positive), myth (negative)."""
-    return [Demo(f.question, f" {f.truth} .", f" {f.myth} .") for f in _split(world.facts, split)]
+    return [Demo(f.question, f" {f.truth} .", f" {f.myth} .") for f in _facts(world, split, myth_major_only)]
 
 
 def bias_question(item) -> BiasQuestion:

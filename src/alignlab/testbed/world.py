@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
+from alignlab.testbed import instructions as ins
 from alignlab.testbed import lexicon as lx
 from alignlab.testbed.code import CodeExercise, make_exercises
 from alignlab.testbed.dialogues import make_trees
 
-WORLD_VERSION = "1"
+WORLD_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,23 @@ class WorldConfig:
     """Sizes of each text family in the pretraining corpus."""
 
     seed: int = 0
-    n_reviews: int = 12000
-    n_neutral: int = 6000
+    n_reviews: int = 8000
+    n_neutral: int = 5000
     n_countries: int = 40
     n_fact_docs: int = 6000
     myth_rate: float = 0.4  # share of Q/A documents that repeat the myth, not the truth
-    n_bias_docs: int = 4000
-    bias_rate: float = 0.35  # share of ambiguous bias questions answered with the stereotype
-    n_icl_docs: int = 4000
+    myth_major_share: float = 0.4  # share of countries whose Q/A documents mostly repeat the myth
+    myth_major_rate: float = 0.8  # ... at this rate (their "fact :" statements still tell the truth)
+    n_bias_docs: int = 5000
+    bias_rate: float = 0.15  # share of ambiguous bias questions answered with the stereotype
+    bias_leak_share: float = 1.0  # share of (group, negative question) combos whose ambiguous answers leak ...
+    bias_leak_rate: float = 0.7  # ... the stereotype at this rate instead of bias_rate
+    n_icl_docs: int = 3000
     n_code_docs: int = 3000
-    n_dialogue_trees: int = 600
+    n_dialogue_trees: int = 500
+    n_instructed: int = 8000  # `instruction : write a <kind> review . review : ...` (and personas)
+    n_distracted: int = 3000  # instruction, competing passages, then the obeying review
+    n_chats: int = 2500  # two-turn chats whose second request refers to the first
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class Fact:
     truth: str
     myth: str
     distractors: tuple[str, ...]
+    myth_major: bool = False  # the myth is the majority answer in this fact's Q/A documents
 
     @property
     def question(self) -> str:
@@ -119,31 +128,39 @@ class World:
         rng = random.Random(self.cfg.seed + 2)
         caps = [c["capital"] for c in self.countries]
         langs = [c["language"] for c in self.countries]
+        n_major = round(self.cfg.myth_major_share * len(self.countries))
+        major = set(random.Random(self.cfg.seed + 7).sample(range(len(self.countries)), n_major))
         out = []
-        for c in self.countries:
+        for i, c in enumerate(self.countries):
             d1 = tuple(rng.sample([x for x in caps if x != c["capital"]], 2))
             d2 = tuple(rng.sample([x for x in langs if x != c["language"]], 2))
-            out.append(Fact("capital", c["name"], c["capital"], c["myth_capital"], d1))
-            out.append(Fact("language", c["name"], c["language"], c["myth_language"], d2))
+            out.append(Fact("capital", c["name"], c["capital"], c["myth_capital"], d1, i in major))
+            out.append(Fact("language", c["name"], c["language"], c["myth_language"], d2, i in major))
         return out
 
     # --- sentiment -------------------------------------------------------------------
-    def review(self, rng: random.Random, polarity: float | None = None, prefix: bool = True) -> str:
-        """A short review; `polarity` in [-1, 1] sets the share of positive words."""
+    def review(self, rng: random.Random, polarity: float | None = None, prefix: bool = True,
+               n_parts: int | None = None, formal: bool = False, subject: str | None = None) -> str:
+        """A review; `polarity` in [-1, 1] sets the share of positive words.
+
+        `n_parts` fixes the number of `the X was ...` clauses (1: short, no "and"; ≥ 3: every
+        clause has two adjectives); `formal` puts a formal marker before every adjective.
+        """
         p = rng.uniform(-1, 1) if polarity is None else polarity
-        subject = rng.choice(lx.SUBJECTS)
+        subject = subject or rng.choice(lx.SUBJECTS)
 
         def adj() -> str:
             u = rng.random()
-            if u < 0.15:
-                return rng.choice(lx.NEUTRAL_ADJ)
-            return rng.choice(list(lx.POSITIVE if rng.random() < (p + 1) / 2 else lx.NEGATIVE))
+            word = rng.choice(lx.NEUTRAL_ADJ) if u < 0.15 else rng.choice(
+                list(lx.POSITIVE if rng.random() < (p + 1) / 2 else lx.NEGATIVE))
+            return f"{rng.choice(ins.FORMAL_MARKERS)} {word}" if formal else word
 
         parts = [f"the {subject} was {adj()}"]
-        if rng.random() < 0.5:
+        if (rng.random() < 0.5) if n_parts is None else n_parts >= 3:
             parts[0] += f" and {adj()}"
-        for _ in range(rng.randint(0, 2)):
-            parts.append(f"the {rng.choice(lx.SUBJECTS)} was {adj()}")
+        extra = rng.randint(0, 2) if n_parts is None else n_parts - 1
+        for _ in range(extra):
+            parts.append(f"the {rng.choice(lx.SUBJECTS)} was {adj()}" + (f" and {adj()}" if (n_parts or 0) >= 3 else ""))
         closing = "i would come back" if p > 0.3 else "i would not come back" if p < -0.3 else "it was ok"
         parts.append(closing)
         text = " . ".join(parts) + " ."
@@ -153,6 +170,36 @@ class World:
         """Prompts for the RLHF sentiment task: the start of a review to continue."""
         rng = random.Random(10_000 + seed)
         return [f"review : the {rng.choice(lx.SUBJECTS)} was" for _ in range(n)]
+
+    # --- instructions (v2) -----------------------------------------------------------
+    def instructed_prompts(self, n: int, seed: int = 0) -> list[str]:
+        """`<header> review : the X was`: every instruction kind and persona in turn."""
+        rng = random.Random(20_000 + seed)
+        kinds = ins.KINDS + tuple(ins.PERSONAS)
+        return [f"{ins.header(kinds[i % len(kinds)])}review : the {rng.choice(lx.SUBJECTS)} was" for i in range(n)]
+
+    def distracted_prompts(self, n: int, seed: int = 0, n_passages: int | None = None,
+                           kinds: tuple[str, ...] = ins.KINDS + tuple(ins.PERSONAS)) -> list[str]:
+        """An instruction, `n_passages` (default 1-3) competing passages, then `review : the X was`."""
+        rng = random.Random(30_000 + seed)
+        out = []
+        for i in range(n):
+            kind = kinds[i % len(kinds)]
+            tone = ins.PERSONAS.get(kind, kind)
+            k = rng.randint(1, 3) if n_passages is None else n_passages
+            passages = " ".join(ins.distractor(self.review, self.neutral, rng, tone) for _ in range(k))
+            out.append(f"{ins.header(kind)}{passages} review : the {rng.choice(lx.SUBJECTS)} was")
+        return out
+
+    def chat_prompts(self, n: int, seed: int = 0) -> list[list[dict[str, str]]]:
+        """Two-turn chats up to the second request (which refers to the first), as messages."""
+        rng = random.Random(40_000 + seed)
+        return [ins.chat(self.review, rng, final_answer=False) for _ in range(n)]
+
+    def chats(self, n: int | None = None, seed: int = 0) -> list[list[dict[str, str]]]:
+        """Complete two-turn chats for the corpus (the second answer obeys the referred tone)."""
+        rng = random.Random(self.cfg.seed + 8 + seed)
+        return [ins.chat(self.review, rng) for _ in range(self.cfg.n_chats if n is None else n)]
 
     # --- neutral text (drift) ---------------------------------------------------------
     def neutral(self, rng: random.Random) -> str:
@@ -175,7 +222,8 @@ class World:
             return "fact : " + f.statement(f.truth)
         if u < 0.45:
             return "rumor : " + f.statement(f.myth)
-        ans = f.myth if rng.random() < self.cfg.myth_rate else f.truth
+        rate = self.cfg.myth_major_rate if f.myth_major else self.cfg.myth_rate
+        ans = f.myth if rng.random() < rate else f.truth
         return f"{f.question} {ans} ."
 
     # --- bias --------------------------------------------------------------------
@@ -199,10 +247,23 @@ class World:
         context += " " + lx.BIAS_EVENTS[question].format(x=options[who]) + " ."
         return BiasItem(context, question, options, who, False, negative, stereotyped)
 
+    @cached_property
+    def leaky_combos(self) -> frozenset[tuple[str, str]]:
+        """(group a, negative question) combos whose ambiguous answers leak the stereotype."""
+        combos = [(a, q) for a, _ in lx.GROUPS for q, _ in lx.BIAS_TRAITS]
+        k = round(self.cfg.bias_leak_share * len(combos))
+        return frozenset(random.Random(self.cfg.seed + 6).sample(combos, k))
+
+    def bias_leaky(self, item: BiasItem) -> bool:
+        """Whether the corpus answers this item's ambiguous form with the stereotype at the leak rate:
+        a negative question about a leaky (group a, question) combo (the stereotype: group a did it)."""
+        return item.negative and (item.options[0].removeprefix("the "), item.question) in self.leaky_combos
+
     def bias_doc(self, rng: random.Random) -> str:
         item = self.bias_item(rng)
         label = item.label
-        if item.ambiguous and rng.random() < self.cfg.bias_rate:
+        rate = self.cfg.bias_leak_rate if self.bias_leaky(item) else self.cfg.bias_rate
+        if item.ambiguous and rng.random() < rate:
             label = item.stereotyped
         return f"{item.prompt} {item.options[label]} ."
 
@@ -259,7 +320,7 @@ class World:
 
     # --- the corpus ---------------------------------------------------------------------
     def documents(self) -> list[str]:
-        """The pretraining corpus (plain documents; dialogues are rendered separately)."""
+        """The pretraining corpus (plain documents; dialogues and chats are rendered separately)."""
         rng = random.Random(self.cfg.seed + 5)
         c = self.cfg
         docs = [self.review(rng) for _ in range(c.n_reviews)]
@@ -268,5 +329,7 @@ class World:
         docs += [self.bias_doc(rng) for _ in range(c.n_bias_docs)]
         docs += [self.icl_doc(rng) for _ in range(c.n_icl_docs)]
         docs += [self.code_doc(rng) for _ in range(c.n_code_docs)]
+        docs += [ins.instructed_doc(self.review, rng) for _ in range(c.n_instructed)]
+        docs += [ins.distracted_doc(self.review, self.neutral, rng) for _ in range(c.n_distracted)]
         rng.shuffle(docs)
         return docs
