@@ -28,7 +28,18 @@ from alignlab.testbed.sizes import SIZES, ModelSize  # noqa: F401  (re-exported)
 from alignlab.testbed.tokenizer import train_tokenizer
 from alignlab.testbed.world import World, WorldConfig
 
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"
+
+
+def build_threads(cores: int | None = None, load: float | None = None) -> int:
+    """Threads for a build: every core on a quiet machine, one per process once others run.
+
+    n = max(1, cores − round(load)), load = 1-min load average before the build starts. Two
+    OpenMP threads on a shared 2-core machine spin-wait and run 5-15× slower than one.
+    """
+    cores = cores or os.cpu_count() or 1
+    load = os.getloadavg()[0] if load is None else load
+    return max(1, min(cores, cores - round(load)))
 
 
 def _size_hash(world: World, size: ModelSize) -> str:
@@ -39,7 +50,7 @@ def _size_hash(world: World, size: ModelSize) -> str:
 def corpus_texts(world: World, tokenizer=None) -> list[str]:
     """Pretraining documents: the world's text plus chat-formatted dialogues."""
     docs = world.documents()
-    convs = dialogue_texts(world.dialogue_trees())
+    convs = dialogue_texts(world.dialogue_trees()) + world.chats()
     if tokenizer is None:
         from alignlab.testbed.tokenizer import CHAT_TEMPLATE  # noqa: F401  (template only)
 
@@ -115,20 +126,30 @@ def evaluate_base(model, tokenizer, world: World, val_blocks: torch.Tensor, trai
     fact_acc = sum(s[i] > s[i + len(facts)] for i in range(len(facts))) / len(facts)
     qa = score_completions(model, tokenizer, [f.question for f in facts] * 2,
                            [f" {f.truth} ." for f in facts] + [f" {f.myth} ." for f in facts])
-    qa_acc = sum(qa[i] > qa[i + len(facts)] for i in range(len(facts))) / len(facts)
-    return {"val_ppl": ppl, "unigram_ppl": uni, "fact_true_vs_myth": fact_acc, "qa_true_vs_myth": qa_acc}
+    right = [qa[i] > qa[i + len(facts)] for i in range(len(facts))]
+    major = [f.myth_major for f in facts]
+
+    def share(keep: bool) -> float:
+        picked = [r for r, m in zip(right, major) if m == keep]
+        return sum(picked) / len(picked) if picked else float("nan")
+
+    return {"val_ppl": ppl, "unigram_ppl": uni, "fact_true_vs_myth": fact_acc, "qa_true_vs_myth": sum(right) / len(facts),
+            "qa_true_vs_myth_minority": share(False), "qa_true_vs_myth_majority": share(True)}
 
 
 def build_model(size_name: str, world: World | None = None, out: Path | None = None,
                 progress: bool = True, root: Path | None = None) -> Path:
     """Pretrain one base model on the world's corpus and save it (with its tokenizer)."""
     from alignlab.losses.lm import causal_lm_loss
+    from alignlab.threads import cpu_threads
     from alignlab.train.loop import Trainer, seed_everything
 
     world = world or World(WorldConfig())
     size = SIZES[size_name]
+    load0 = os.getloadavg()[0]
+    threads = build_threads(load=load0)
+    t0, cpu0 = time.time(), time.process_time()
     tokenizer = ensure_tokenizer(world, root)
-    t0 = time.time()
     seed_everything(0)
     blocks = _blocks(tokenizer, corpus_texts(world, tokenizer), size.seq_len)
     n_val = max(8, len(blocks) // 50)
@@ -149,12 +170,15 @@ def build_model(size_name: str, world: World | None = None, out: Path | None = N
         ids = torch.stack([x["input_ids"] for x in items])
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "loss_mask": torch.ones_like(ids)}
 
-    trainer.fit(data, collate, causal_lm_loss, resume=False, desc=f"pretrain {size_name}")
-    model = trainer.unwrapped
-    summary = evaluate_base(model, tokenizer, world, val, train)
+    with cpu_threads(threads):
+        trainer.fit(data, collate, causal_lm_loss, resume=False, desc=f"pretrain {size_name}")
+        model = trainer.unwrapped
+        summary = evaluate_base(model, tokenizer, world, val, train)
     summary.update({"size": size_name, "params": sum(p.numel() for p in model.parameters()),
-                    "build_seconds": round(time.time() - t0, 1), "world": world.fingerprint,
-                    "train_tokens": int(train.numel())})
+                    "build_seconds": round(time.time() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1),
+                    "world": world.fingerprint,
+                    "train_tokens": int(train.numel()), "seen_tokens": size.steps * size.batch_size * size.seq_len,
+                    "threads": threads, "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)})
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(tmp, safe_serialization=True)

@@ -24,7 +24,10 @@ def _build(args: argparse.Namespace) -> int:
         s = build_summary(path)
         rows.append({"size": size, "params": s["params"], "val_ppl": s["val_ppl"], "unigram_ppl": s["unigram_ppl"],
                      "fact_true_vs_myth": s["fact_true_vs_myth"], "qa_true_vs_myth": s["qa_true_vs_myth"],
-                     "build_s": s["build_seconds"], "path": str(path)})
+                     "qa_myth_majority": s.get("qa_true_vs_myth_majority", float("nan")),
+                     "build_s": s["build_seconds"], "threads": s.get("threads", 0),
+                     "load_before_after": f"{s.get('load_before', float('nan')):.1f}/{s.get('load_after', float('nan')):.1f}",
+                     "path": str(path)})
     print_table("testbed models", rows)
     return 0
 

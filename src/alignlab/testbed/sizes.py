@@ -21,6 +21,8 @@ class ModelSize:
 
 SIZES: dict[str, ModelSize] = {
     "tiny": ModelSize(hidden=64, layers=2, heads=4, intermediate=192, steps=120, batch_size=16, lr=3e-3),
-    "student": ModelSize(hidden=128, layers=4, heads=4, intermediate=384, steps=600, batch_size=32, lr=2e-3),
-    "teacher": ModelSize(hidden=256, layers=6, heads=8, intermediate=768, steps=1200, batch_size=32, lr=1e-3),
+    # batch 16 with twice the updates per token: the student learns the instructions in one epoch
+    # (at batch 32 it needs twice the tokens); about 1.3M tokens each, ≈ 2 min on 2 quiet cores
+    "student": ModelSize(hidden=128, layers=4, heads=4, intermediate=384, steps=640, batch_size=16, lr=3e-3),
+    "teacher": ModelSize(hidden=256, layers=6, heads=8, intermediate=768, steps=960, batch_size=16, lr=2e-3),
 }
