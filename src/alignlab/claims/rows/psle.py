@@ -19,7 +19,6 @@ from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common
 
 QUERIES, REWARD = "testbed:reviews", "gold:sentiment"  # resolver names (v2: instructed reviews)
-END = "<|end|>"  # the world's document separator: the principle is a whole document before the query
 
 
 @dataclass(frozen=True)
@@ -37,15 +36,17 @@ SIZES = {True: Sizes(2, 8, 64, 8, 1, 8, 8), False: Sizes(12, 64, 512, 64, 2, 16,
 
 
 def principle() -> str:
-    """A positive in-domain demonstration (the demo's principle)."""
-    from alignlab.demo_stages.psle import PRINCIPLE
+    """The world's instruction header 'write a positive review', placed before the query."""
+    from alignlab.resolve import principle as resolve_principle
 
-    return PRINCIPLE
+    return resolve_principle("testbed:positive")
 
 
 def neutral_principle(seed: int) -> str:
-    """The ablation: a neutral document of the same form (it carries no sentiment)."""
-    return common.world().neutral(random.Random(seed)) + END
+    """The ablation: the same header form without content ('write a review')."""
+    from alignlab.resolve import principle as resolve_principle
+
+    return resolve_principle("testbed:none")
 
 
 def _psle(ctx: RowContext, seed: int, text: str, name: str, s: Sizes) -> str:

@@ -16,7 +16,7 @@ from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common
 
 NO_HEADROOM = 0.02  # |ambiguous bias score| of the base model below this on every seed: nothing to lower
-FACTS = "testbed:facts"  # demonstrations + held-out MC items (v2: the myth-majority facts)
+FACTS = "testbed:myth_facts"  # demonstrations + held-out MC items: facts whose myth is the majority answer
 CEILING = 0.95  # base MC1 at or above this on every seed: too little truthfulness headroom to show a gain
 
 
