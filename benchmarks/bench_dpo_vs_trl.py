@@ -145,6 +145,13 @@ def make_data(folder: Path, n_trees: int, n_pairs: int) -> Path:
     return out
 
 
+def alternating(reps: int, first: str, second: str):
+    """(repetition, side) in ABBA order, so each pair of adjacent runs shares the machine's state."""
+    for rep in range(reps):
+        for side in (first, second) if rep % 2 == 0 else (second, first):
+            yield rep, side
+
+
 def measure_peak(widths: tuple[int, ...], threads: int) -> dict:
     """The fp32 GEMM peak on `threads` threads at the model's widths (benchmarks/flops.py)."""
     import flops
@@ -336,12 +343,11 @@ def main() -> None:
         for mode in a.modes:
             peak = measure_peak(model_widths(folder), a.threads)
             runs: dict[str, list[dict]] = {"alignlab": [], "trl": []}
-            for rep in range(reps):
-                for side in ("ours", "trl") if rep % 2 == 0 else ("trl", "ours"):
-                    r = run_worker(side, folder, data, a, tmp / f"{name}-{mode}-{side}-{rep}", mode, steps, batch)
-                    runs[r["side"]].append(r)
-                    print(f"{name} {mode} rep {rep} {r['side']}: {r['pairs'] / r['seconds']:.2f} pairs/s, "
-                          f"peak {r['peak_rss_mb']:.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
+            for rep, side in alternating(reps, "ours", "trl"):
+                r = run_worker(side, folder, data, a, tmp / f"{name}-{mode}-{side}-{rep}", mode, steps, batch)
+                runs[r["side"]].append(r)
+                print(f"{name} {mode} rep {rep} {r['side']}: {r['pairs'] / r['seconds']:.2f} pairs/s, "
+                      f"peak {r['peak_rss_mb']:.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
             peak = max(peak, measure_peak(model_widths(folder), a.threads), key=lambda p: p["gflops"])
             table.append(summarise(name, params, mode, steps, batch, runs, peak))
     write_results(Path(a.results), table, a, load_start, os.getloadavg()[0])

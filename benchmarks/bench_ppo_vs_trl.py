@@ -315,7 +315,7 @@ def main() -> None:
         print("RESULT " + json.dumps(fn(a.model, a.steps, a.warmup, a.out)))
         return
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_dpo_vs_trl import make_models, measure_peak, model_widths
+    from bench_dpo_vs_trl import alternating, make_models, measure_peak, model_widths
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ppo_"))
     made = make_models(tmp, a.models)
@@ -325,13 +325,12 @@ def main() -> None:
         folder, params = made[name]
         peak = measure_peak(model_widths(folder), a.threads)
         runs: dict[str, list[dict]] = {"alignlab": [], "trl": []}
-        for rep in range(a.repeats):
-            for side in ("alignlab", "trl") if rep % 2 == 0 else ("trl", "alignlab"):
-                res = run_side(side, folder, a, tmp / f"{name}-{side}-{rep}")
-                runs[side].append(res)
-                print(f"{name} [{rep + 1}/{a.repeats}] {side}: median step {statistics.median(res['step_times']):.3f} s "
-                      f"(CPU {statistics.median(res['cpu_times']):.3f} s), "
-                      f"peak RSS {res['peak_rss_mb']:.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
+        for rep, side in alternating(a.repeats, "alignlab", "trl"):
+            res = run_side(side, folder, a, tmp / f"{name}-{side}-{rep}")
+            runs[side].append(res)
+            print(f"{name} [{rep + 1}/{a.repeats}] {side}: median step {statistics.median(res['step_times']):.3f} s "
+                  f"(CPU {statistics.median(res['cpu_times']):.3f} s), "
+                  f"peak RSS {res['peak_rss_mb']:.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
         peak = max(peak, measure_peak(model_widths(folder), a.threads), key=lambda p: p["gflops"])
         row = summarise(name, folder, params, runs, peak)
         table.append(row)

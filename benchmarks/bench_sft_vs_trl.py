@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_dpo_vs_trl import (  # noqa: E402
     PeakRSS,
     _rss_mb,
+    alternating,
     last_logged_loss,
     make_models,
     measure_peak,
@@ -174,13 +175,12 @@ def main() -> None:
         folder, params = made[name]
         peak = measure_peak(model_widths(folder), a.threads)
         runs: dict[str, list[dict]] = {"alignlab": [], "trl": []}
-        for rep in range(a.reps):
-            for side in ("ours", "trl") if rep % 2 == 0 else ("trl", "ours"):
-                r = run_worker(side, folder, data, a, tmp / f"{name}-{side}-{rep}")
-                runs[r["side"]].append(r)
-                print(f"{name} rep {rep} {r['side']}: {a.steps * a.batch / r['seconds']:.1f} seq/s, "
-                      f"peak {r['peak_rss_mb']:.0f} MB, loss {r['final_loss']:.3f}, load {os.getloadavg()[0]:.1f}",
-                      flush=True)
+        for rep, side in alternating(a.reps, "ours", "trl"):
+            r = run_worker(side, folder, data, a, tmp / f"{name}-{side}-{rep}")
+            runs[r["side"]].append(r)
+            print(f"{name} rep {rep} {r['side']}: {a.steps * a.batch / r['seconds']:.1f} seq/s, "
+                  f"peak {r['peak_rss_mb']:.0f} MB, loss {r['final_loss']:.3f}, load {os.getloadavg()[0]:.1f}",
+                  flush=True)
         peak = max(peak, measure_peak(model_widths(folder), a.threads), key=lambda p: p["gflops"])
         n = a.steps * a.batch
         med = {s: {k: statistics.median(x[k] for x in v) for k in ("seconds", "peak_rss_mb")} for s, v in runs.items()}
