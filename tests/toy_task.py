@@ -14,3 +14,16 @@ def collate(items):
 def mse(model, batch):
     x, y = batch
     return ((model(x).squeeze(-1) - y) ** 2).mean(), {"y": y.mean()}
+
+
+def mse_interrupted_at(call: int):
+    """`mse` that raises KeyboardInterrupt on its `call`-th call: a crash mid-run, for resume tests."""
+    calls = {"n": 0}
+
+    def crashing(model, batch):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return mse(model, batch)
+
+    return crashing

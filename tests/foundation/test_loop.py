@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from toy_task import DATA, collate, mse
+from toy_task import DATA, collate, mse, mse_interrupted_at
 
 from alignlab.config import TrainSettings
 from alignlab.errors import TrainingError
@@ -30,14 +30,7 @@ def make(tmp, **kw):
 def test_resume_gives_identical_weights(tmp_path):
     full = make(tmp_path / "a")
     full.fit(DATA, collate, mse)
-    calls = {"n": 0}
-
-    def crashing(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise KeyboardInterrupt
-        return mse(model, batch)
-
+    crashing = mse_interrupted_at(8)
     part = make(tmp_path / "b")
     with pytest.raises(KeyboardInterrupt):
         part.fit(DATA, collate, crashing)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from toy_task import DATA, collate, mse
+from toy_task import DATA, collate, mse, mse_interrupted_at
 
 from alignlab.config import TrainSettings
 from alignlab.errors import ConfigError
@@ -58,14 +58,7 @@ def test_tensorboard_event_files_hold_every_logged_value(tmp_path):
 
 def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path):
     pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'alignlab[tensorboard]')")
-    calls = {"n": 0}
-
-    def crashing(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise KeyboardInterrupt
-        return mse(model, batch)
-
+    crashing = mse_interrupted_at(8)
     part = make(tmp_path, ["tensorboard"])
     with pytest.raises(KeyboardInterrupt):
         part.fit(DATA, collate, crashing)
