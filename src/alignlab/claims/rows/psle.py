@@ -129,7 +129,8 @@ ROW = ClaimRow(
            ClaimTest("psle_minus_neutral_principle", "greater", "PSLE − PSLE with a neutral principle")),
     measure=measure,
     extra_keys=("principle_effect_base", "gold_base", "gold_psle", "gold_psle_neutral", "gold_sft_best", "gold_dpo"),
-    setup="base student, review prompts, gold sentiment reward; 12 iterations × 64 queries (quick 2 × 8), 2 epochs, "
+    setup="base student, review prompts, gold sentiment reward; principle: the header 'write a positive review' "
+          "(ablation: the empty header); 12 iterations × 64 queries (quick 2 × 8), 2 epochs, "
           "batch 16, lr 3e-4, 16 new tokens; baselines trained for the same steps on the same 2 samples per query; "
           "64 held-out prompts (quick 8)",
 )

@@ -99,7 +99,7 @@ ROW = ClaimRow(
     measure=measure, untestable=untestable,
     extra_keys=("mc1_before", "mc1_after", "mc2_gain", "bias_ambig_before", "bias_ambig_after",
                 "bias_accuracy_before", "bias_accuracy_after"),
-    setup="base student; linear SEA at the best-scoring residual layer; truth: 80 % seeded draw of the fact "
-          "demonstrations, K = 0.99, held-out countries; bias: 200 seeded demonstrations (quick 60), K = 0.9999, "
+    setup="base student; linear SEA at the best-scoring residual layer; truth: 80 % seeded draw of the myth-majority "
+          "fact demonstrations, K = 0.99, held-out countries; bias: 200 seeded demonstrations (quick 60), K = 0.9999, "
           "400 seeded held-out questions (quick 60)",
 )
