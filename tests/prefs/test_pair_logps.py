@@ -82,11 +82,11 @@ def test_packed_gradients_match_padded(tiny):
 def test_row_width_minimises_padded_work():
     """rows·W·(1 + a·W): with a = 0 two rows of 7 (14) beat three rows of 5 (15); a = 0.1 makes
     wide rows dear (5: 22.5, 7: 23.8, 14: 33.6); None keeps rows as wide as the longest."""
-    from alignlab.data.preference_batches import _pack_rows
+    from alignlab.data.preference_batches import pack_rows
 
-    assert _pack_rows([5, 4, 3, 2], 0.0) == ([[0, 3], [1, 2]], 7)
-    assert _pack_rows([5, 4, 3, 2], 0.1) == ([[0], [1], [2, 3]], 5)
-    assert _pack_rows([5, 4, 3, 2]) == ([[0], [1], [2, 3]], 5)
+    assert pack_rows([5, 4, 3, 2], 0.0) == ([[0, 3], [1, 2]], 7)
+    assert pack_rows([5, 4, 3, 2], 0.1) == ([[0], [1], [2, 3]], 5)
+    assert pack_rows([5, 4, 3, 2]) == ([[0], [1], [2, 3]], 5)
 
 
 def test_packing_attn_weight_by_hand(tiny):

@@ -192,7 +192,7 @@ def _first_fit(lengths: list[int], width: int) -> list[list[int]]:
     return rows
 
 
-def _pack_rows(lengths: list[int], attn_weight: float | None = None, max_width: int = 2048) -> tuple[list[list[int]], int]:
+def pack_rows(lengths: list[int], attn_weight: float | None = None, max_width: int = 2048) -> tuple[list[list[int]], int]:
     """Rows of packed sequences and their width. `attn_weight=None`: rows as wide as the longest
     sequence. Otherwise the width W (longest ≤ W ≤ max(longest, max_width)) minimising the
     work of the padded batch, rows·W·(1 + attn_weight·W) — per-position matmuls plus the
@@ -222,11 +222,11 @@ def collate_pairs_packed(items: Sequence[EncodedPair], pad_id: int, attn_weight:
     while the prompt is computed once and padding is nearly gone. Keys: input_ids / position_ids
     [rows, W], attention_mask [rows, 1, W, W] (bool, True = may attend), and for each scored
     token its (row, source column) whose logits predict it, its id, and its output slot
-    (chosen of pair i → i, rejected → B + i). `attn_weight` picks the row width (see `_pack_rows`).
+    (chosen of pair i → i, rejected → B + i). `attn_weight` picks the row width (see `pack_rows`).
     """
     b = len(items)
     lengths = [len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in items]
-    rows, width = _pack_rows(lengths, attn_weight)
+    rows, width = pack_rows(lengths, attn_weight)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     pair = torch.full((len(rows), width), -1, dtype=torch.long)

@@ -61,14 +61,14 @@ def encode_sft_rows(tokenizer, rows: Iterable[tuple[str, dict[str, Any]]],
 
 
 def collate_packed(items: Sequence[Encoded], pad_id: int, attn_weight: float | None = None) -> dict[str, Any]:
-    """Sequences packed into rows (width chosen as for preference pairs, `_pack_rows`), each with
+    """Sequences packed into rows (width chosen as for preference pairs, `pack_rows`), each with
     positions from 0 and a causal mask confined to itself; for every loss token its (row, source
     column) whose logits predict it and its id. attention_mask is [rows, 1, W, W] bool."""
     import torch
 
-    from alignlab.data.preference_batches import _pack_rows
+    from alignlab.data.preference_batches import pack_rows
 
-    rows, width = _pack_rows([len(e.input_ids) for e in items], attn_weight)
+    rows, width = pack_rows([len(e.input_ids) for e in items], attn_weight)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     seq = torch.full((len(rows), width), -1, dtype=torch.long)

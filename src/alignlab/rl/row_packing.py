@@ -55,15 +55,15 @@ def pack_rollout_rows(packed: Packed, attn_weight: float | None = None) -> RowPa
     Sequence b has p_b prompt and r_b response tokens; placed at column o_b of row j_b, its k-th
     token goes to (j_b, o_b + k) with position k, and response token t is predicted by the hidden
     state at (j_b, o_b + p_b − 1 + t). `attn_weight` picks the row width (see
-    `alignlab.data.preference_batches._pack_rows`; None: as wide as the longest sequence).
+    `alignlab.data.preference_batches.pack_rows`; None: as wide as the longest sequence).
     """
-    from alignlab.data.preference_batches import _pack_rows
+    from alignlab.data.preference_batches import pack_rows
 
     device = packed.input_ids.device
     attn = packed.attention_mask.bool()
     lengths = attn.sum(-1)
     prompt_lens = attn[:, : packed.prompt_len].sum(-1)
-    groups, width = _pack_rows(lengths.tolist(), attn_weight)
+    groups, width = pack_rows(lengths.tolist(), attn_weight)
     order = torch.tensor([b for g in groups for b in g], dtype=torch.long, device=device)
     sizes = torch.tensor([len(g) for g in groups], dtype=torch.long, device=device)
     row_of = torch.empty_like(order)
