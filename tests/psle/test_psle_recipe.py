@@ -174,8 +174,10 @@ def test_configs_unknown_keys_and_cli(tmp_path, capsys):
 
     ex = load_config(PSLEConfig, EXAMPLES / "psle.yaml")
     assert (ex.tau0, ex.alpha, ex.queries, ex.reward) == (0.2, 0.9, "testbed:reviews", "gold:sentiment")
-    assert ex.principle == PRINCIPLE
+    assert ex.principle == "testbed:positive"
     assert psle.validate(ex) == 8
+    with pytest.raises(ConfigError, match="principle 'testbed:postive': choose one of testbed:positive"):
+        psle.validate(replace(ex, principle="testbed:postive"))
     with pytest.raises(ConfigError, match="unknown key 'tua0'.*did you mean 'tau0'"):
         load_config(PSLEConfig, None, ["tua0=0.3"])
     with pytest.raises(ConfigError, match="ranking: 'kto' is not one of"):
@@ -218,3 +220,24 @@ def test_chat_queries_with_a_model_without_chat_template_name_the_queries_file(t
                "eval_queries=1", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert rc == 2 and f"{queries}: prompt 3: chat messages need a chat template" in err and "Traceback" not in err
+
+
+def test_a_built_in_principle_name_is_resolved_to_its_header(tmp_path, monkeypatch):
+    """`principle: testbed:positive` puts the world's header text before x, not the name itself."""
+    from alignlab.resolve import principle as resolve_principle
+
+    header = resolve_principle("testbed:positive")
+    assert header and "testbed" not in header
+    generated: list[str] = []
+    real_sample = psle.sample
+
+    def recording_sample(model, tokenizer, prompts, **kw):
+        generated.extend(prompts)
+        return real_sample(model, tokenizer, prompts, **kw)
+
+    monkeypatch.setattr(psle, "sample", recording_sample)
+    cfg = tiny_cfg(tmp_path / "run", iterations=1, per_iteration=4, principle="testbed:positive")
+    cfg.eval_queries = 4
+    psle.run(cfg)
+    guided = [p for p in generated if p.startswith(header)]
+    assert len(guided) == 4 and not any("testbed:" in p for p in generated)

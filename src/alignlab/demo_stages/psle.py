@@ -16,9 +16,9 @@ from alignlab.recipes import psle
 from alignlab.runs import read_metrics
 from alignlab.threads import cpu_threads
 
-# A positive in-domain demonstration (as in examples/psle.yaml); the testbed base models were
-# measured to ignore text before "review :" (cross-document context), so y_p ≈ another sample of π.
-PRINCIPLE = "review : the staff was great and friendly . the room was lovely . i would come back .<|end|>"
+# The world's instruction header "write a positive review" (as in examples/psle.yaml): the v2 base
+# student obeys it (gold sentiment of its samples ≈ 0.03 → 0.49), so y_p is a better sample than y.
+PRINCIPLE = "testbed:positive"
 
 
 def stage_config(ctx: DemoContext) -> psle.PSLEConfig:
@@ -55,11 +55,13 @@ def _run(ctx: DemoContext) -> StageResult:
     rows = [{"stage": "psle", "method": "start (student)", "gold_reward": m["eval_reward_before"]},
             {"stage": "psle", "method": "PSLE", "gold_reward": m["eval_reward_after"], "pairs": m["pairs"],
              "sft_items": m["sft_items"], "samples_kept": m["samples_kept"]}]
+    first = its[0] if its else {"reward_plain": float("nan"), "reward_principle": float("nan")}
     note = (f"PSLE: held-out gold reward {m['eval_reward_before']:.2f} → {m['eval_reward_after']:.2f} after "
             f"{m['iterations']} iterations ({m['pairs']} ranking pairs, {m['sft_items']} reward-weighted SFT "
-            f"queries, all {m['samples_kept']} samples kept; τ 0.2 → {m['final_tau']:.3f}). On the testbed the "
-            f"principle barely moves R(y_p) (the base models ignore text before 'review :'), so the gain comes "
-            f"from choosing the better of two samples and reward-weighted SFT. No KL term: watch the samples.")
+            f"queries, all {m['samples_kept']} samples kept; τ 0.2 → {m['final_tau']:.3f}). In the first iteration "
+            f"the principle ('write a positive review') moved the gold reward of the samples "
+            f"{first['reward_plain']:.2f} → {first['reward_principle']:.2f}; those principled samples become the "
+            f"training targets for the plain prompt. No KL term: watch the samples.")
     verdict = (f"PSLE moved the held-out gold reward {m['eval_reward_before']:.2f} → {m['eval_reward_after']:.2f} "
                f"in {m['iterations']} iterations ({m['pairs']} ranking pairs, {m['sft_items']} weighted-SFT queries).")
     headline = [{"method": "PSLE", "measure": "gold reward", "before": m["eval_reward_before"],

@@ -50,7 +50,7 @@ class PSLEConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=lambda: TrainSettings(
         lr=3e-4, batch_size=16, grad_accum=1, save_every=5, max_grad_norm=1.0))
-    principle: str = ""  # required; text prompts: prefixed to x; chat prompts: a system message
+    principle: str = ""  # required; testbed:<kind> or literal text; before a text prompt / the system message
     queries: str = ""  # required; a resolver name or a .jsonl ({"prompt": str | messages}) / .txt file
     n_queries: int = bounded(512, ge=1)  # size of a generated query pool (a file's rows are all used)
     eval_queries: int = bounded(64, ge=1)  # held-out queries: reward of plain-query samples before vs after
@@ -84,6 +84,7 @@ def validate(cfg: PSLEConfig) -> int:
     if not cfg.principle:
         raise ConfigError("principle: give the text that guides the y_p samples (an instruction or a "
                           "demonstration; see examples/psle.yaml)")
+    _lazy("resolve").principle(cfg.principle)  # an unknown built-in name fails here, before any model loads
     if not cfg.queries:
         raise ConfigError("queries: give the queries (a prompts name of alignlab.resolve, or a .jsonl / .txt file)")
     if not cfg.reward:
@@ -201,7 +202,8 @@ def label_queries(lm: torch.nn.Module, tokenizer, queries: list[Query], cfg: PSL
 
     g = cfg.generation
     plain = [plain_prompt(tokenizer, q) for q in queries]
-    guided = [principle_prompt(tokenizer, q, cfg.principle) for q in queries]
+    text = _lazy("resolve").principle(cfg.principle)
+    guided = [principle_prompt(tokenizer, q, text) for q in queries]
     s = sample(lm, tokenizer, plain + guided, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
                top_p=g.top_p, batch_size=g.batch_size, generator=generator, backend=g.backend)
     n = len(queries)

@@ -31,15 +31,13 @@ from alignlab.testbed.world import World, WorldConfig
 BUILD_VERSION = "2"
 
 
-def build_threads(cores: int | None = None, load: float | None = None) -> int:
-    """Threads for a build: every core on a quiet machine, one per process once others run.
+def build_threads(cores: int | None = None, busy: float | None = None) -> int:
+    """Threads for a build: every core on a quiet machine, one per process once others run
+    (`threads.threads_for_machine`: cores kept busy by other processes, measured, not the load
+    average, which also counts this process's own tokenizer training a moment before)."""
+    from alignlab.threads import threads_for_machine
 
-    n = max(1, cores − round(load)), load = 1-min load average before the build starts. Two
-    OpenMP threads on a shared 2-core machine spin-wait and run 5-15× slower than one.
-    """
-    cores = cores or os.cpu_count() or 1
-    load = os.getloadavg()[0] if load is None else load
-    return max(1, min(cores, cores - round(load)))
+    return threads_for_machine(cores, busy)
 
 
 def _size_hash(world: World, size: ModelSize) -> str:
@@ -146,8 +144,11 @@ def build_model(size_name: str, world: World | None = None, out: Path | None = N
 
     world = world or World(WorldConfig())
     size = SIZES[size_name]
+    from alignlab.threads import busy_cores
+
     load0 = os.getloadavg()[0]
-    threads = build_threads(load=load0)
+    busy0 = busy_cores()
+    threads = build_threads(busy=busy0)
     t0, cpu0 = time.time(), time.process_time()
     tokenizer = ensure_tokenizer(world, root)
     seed_everything(0)
@@ -178,7 +179,7 @@ def build_model(size_name: str, world: World | None = None, out: Path | None = N
                     "build_seconds": round(time.time() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1),
                     "world": world.fingerprint,
                     "train_tokens": int(train.numel()), "seen_tokens": size.steps * size.batch_size * size.seq_len,
-                    "threads": threads, "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)})
+                    "threads": threads, "busy_cores_before": round(busy0, 2), "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)})
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(tmp, safe_serialization=True)
