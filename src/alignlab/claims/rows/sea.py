@@ -5,7 +5,10 @@ Per seed: (a) the `sea` recipe fits a linear editor on a seeded 80 % draw of the
 demonstrations (training countries) at the best-scoring residual layer and scores held-out
 multiple-choice facts (test countries) without and with it; (b) an editor fitted on seeded
 bias demonstrations (correct vs stereotyped answer) is scored on a seeded draw of held-out bias
-questions: the BBQ bias score on ambiguous contexts, whose magnitude should fall."""
+questions: the BBQ bias score on ambiguous contexts, whose magnitude should fall. Options are
+scored by mean log-prob per token: with summed log-probs the one-token "unknown" beats the
+two-token "the <group>" on every ambiguous item (bias score exactly 0, no headroom), a length
+effect, not the model's judgement."""
 
 from __future__ import annotations
 
@@ -63,9 +66,9 @@ def _bias(ctx: RowContext, seed: int, size: Sizes) -> dict[str, float]:
     best = sea.rank_layers(acts)[0][0]
     editor = sea.fit_from_activations({k: {best: v[best]} for k, v in acts.items()}, 0.9999, 0.9999, "none")
     questions = bias_questions(w, size.bias_questions, 2_000 + seed)
-    before = evaluate_bias(model, tok, questions, prompt_fn=bias_prompt, average=False)
+    before = evaluate_bias(model, tok, questions, prompt_fn=bias_prompt, average=True)
     with editor.apply(model):
-        after = evaluate_bias(model, tok, questions, prompt_fn=bias_prompt, average=False)
+        after = evaluate_bias(model, tok, questions, prompt_fn=bias_prompt, average=True)
     return {"bias_ambig_before": before["bias_score_ambig"], "bias_ambig_after": after["bias_score_ambig"],
             "abs_bias_change": abs(after["bias_score_ambig"]) - abs(before["bias_score_ambig"]),
             "bias_accuracy_before": before["accuracy"], "bias_accuracy_after": after["accuracy"],
@@ -101,5 +104,5 @@ ROW = ClaimRow(
                 "bias_accuracy_before", "bias_accuracy_after"),
     setup="base student; linear SEA at the best-scoring residual layer; truth: 80 % seeded draw of the myth-majority "
           "fact demonstrations, K = 0.99, held-out countries; bias: 200 seeded demonstrations (quick 60), K = 0.9999, "
-          "400 seeded held-out questions (quick 60)",
+          "400 seeded held-out questions (quick 60), options scored by mean log-prob per token",
 )
