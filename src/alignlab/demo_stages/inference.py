@@ -98,7 +98,8 @@ def _sea_rows(ctx: DemoContext, model, tok, n_layers: int) -> list[dict]:
     test_q, train_q = bias_questions(world, n_test, 0), bias_questions(world, 40 if quick else 100, 7)
 
     def bias(qs):
-        return evaluate_bias(model, tok, qs, prompt_fn=bias_prompt, average=False)
+        # mean log-prob per token: summed log-probs let the one-token "unknown" win every ambiguous item
+        return evaluate_bias(model, tok, qs, prompt_fn=bias_prompt, average=True)
 
     def objective(r):
         return r["accuracy"] - abs(r["bias_score_ambig"]) - abs(r["bias_score_disambig"]) - abs(r["stereotype_margin"])
