@@ -101,3 +101,14 @@ def test_demo_stage_lines_say_start_end_and_time(capsys):
     with pytest.raises(ValueError):
         _timed_stage("stage 2/2 rm", lambda: (_ for _ in ()).throw(ValueError("bad")))
     assert "demo: stage 2/2 rm failed after" in capsys.readouterr().out
+
+
+def test_a_piped_summary_table_keeps_every_figure_whole(capsys):
+    """Without a terminal rich would cut the table to 80 columns ('stu… │ 104…'); a log must read whole."""
+    from alignlab.progress import print_table
+
+    path = "/very/long/cache/folder/testbed/2baf62ae5ddd/student-2c895e15cacd"
+    print_table("testbed models", [{"size": "student", "params": 1042176, "val_ppl": 2.3865, "build_s": 106.1,
+                                    "threads": 2, "load_before_after": "0.5/1.0", "path": path}])
+    out = capsys.readouterr().out
+    assert path in out and "1042176" in out and "student" in out and "…" not in out
