@@ -291,6 +291,18 @@ def packing_attn_weight(model: torch.nn.Module) -> float | None:
     return 2.0 * layers * heads * head_dim / body if body else None
 
 
+def packed_row_layout(model: torch.nn.Module) -> tuple[float | None, int]:
+    """(attn_weight, max_width) for `pack_rows` of packed batches: with attention computed per
+    segment (`alignlab.models.segment_attention`) its cost no longer grows with the row width, so
+    rows are filled up to 1024 positions (weight 0: least padding); otherwise the width trades
+    padding against the masked attention over W×W (`packing_attn_weight`), up to 2048."""
+    from alignlab.models.segment_attention import segments_supported
+
+    if segments_supported(model):
+        return 0.0, 1024
+    return packing_attn_weight(model), 2048
+
+
 @contextmanager
 def head_only_at(model: torch.nn.Module, rows: torch.Tensor, cols: torch.Tensor):
     """While active, the LM head sees only the hidden states at (rows, cols) (as one [1, n, d] row),
@@ -314,6 +326,8 @@ def head_only_at(model: torch.nn.Module, rows: torch.Tensor, cols: torch.Tensor)
 
 
 def _packed_pair_logps(model: torch.nn.Module, batch: dict[str, Any], length_normalize: bool) -> torch.Tensor:
+    from alignlab.models.segment_attention import segments_active
+
     allowed = batch["attention_mask"]
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
@@ -325,8 +339,8 @@ def _packed_pair_logps(model: torch.nn.Module, batch: dict[str, Any], length_nor
     if accepts_logits_to_keep(model):
         offset = int(src_col.min())
         kwargs["logits_to_keep"] = width - offset  # the LM head runs only from the first scored position on
-    with head_only_at(model, src_row, src_col - offset) as gathered:
-        logits = model(**kwargs).logits
+    with segments_active(model, batch.get("segments")) as seg, head_only_at(model, src_row, src_col - offset) as gathered:
+        logits = model(**kwargs, **seg).logits
     picked = logits[0] if gathered else logits[src_row, src_col - offset]  # [tokens, V]
     lp = token_logprobs(picked[None], batch["target_ids"][None])[0]
     slot = batch["slot"]

@@ -213,7 +213,8 @@ def pack_rows(lengths: list[int], attn_weight: float | None = None, max_width: i
     return best[1], best[2]
 
 
-def collate_pairs_packed(items: Sequence[EncodedPair], pad_id: int, attn_weight: float | None = None) -> dict[str, Any]:
+def collate_pairs_packed(items: Sequence[EncodedPair], pad_id: int, attn_weight: float | None = None,
+                         max_width: int = 2048) -> dict[str, Any]:
     """Batch where each pair is laid out once as [prompt, chosen, rejected] and pairs are packed
     into rows; a block mask lets chosen and rejected each see the shared prompt and themselves only.
 
@@ -222,13 +223,16 @@ def collate_pairs_packed(items: Sequence[EncodedPair], pad_id: int, attn_weight:
     while the prompt is computed once and padding is nearly gone. Keys: input_ids / position_ids
     [rows, W], attention_mask [rows, 1, W, W] (bool, True = may attend), and for each scored
     token its (row, source column) whose logits predict it, its id, and its output slot
-    (chosen of pair i → i, rejected → B + i). `attn_weight` picks the row width (see `pack_rows`).
+    (chosen of pair i → i, rejected → B + i); segments [pairs, 3]: each pair's (row, start, end), for
+    attention computed per pair (`alignlab.models.segment_attention`). `attn_weight` and
+    `max_width` pick the row width (see `pack_rows`).
     """
     b = len(items)
     lengths = [len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in items]
-    rows, width = pack_rows(lengths, attn_weight)
+    rows, width = pack_rows(lengths, attn_weight, max_width)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
+    segments: list[tuple[int, int, int]] = []
     pair = torch.full((len(rows), width), -1, dtype=torch.long)
     seg = torch.full((len(rows), width), -1, dtype=torch.long)
     src_row, src_col, tgt, slot = [], [], [], []
@@ -238,6 +242,7 @@ def collate_pairs_packed(items: Sequence[EncodedPair], pad_id: int, attn_weight:
             e = items[i]
             p, n = len(e.prompt_ids), len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids)
             ids[r, col:col + n] = torch.tensor(e.prompt_ids + e.chosen_ids + e.rejected_ids)
+            segments.append((r, col, col + n))
             pair[r, col:col + n] = i
             seg[r, col:col + p] = 0
             start = col + p
@@ -266,6 +271,7 @@ def collate_pairs_packed(items: Sequence[EncodedPair], pad_id: int, attn_weight:
         "src_col": torch.tensor(src_col),
         "target_ids": torch.tensor(tgt),
         "slot": torch.tensor(slot),
+        "segments": torch.tensor(segments, dtype=torch.long),
         "n_pairs": b,
     }
     if all(e.ref_chosen is not None and e.ref_rejected is not None for e in items):

@@ -31,14 +31,17 @@ def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tu
 def packed_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
     """`causal_lm_loss` of a packed batch (`alignlab.recipes.sft.collate_packed`): several sequences
     per row, a block-diagonal causal mask and positions restarting per sequence, so each token's
-    log-prob is that of its own unpadded sequence; L = mean over the loss tokens of −log p."""
+    log-prob is that of its own unpadded sequence (attention computed per sequence where the model
+    allows, `alignlab.models.segment_attention`); L = mean over the loss tokens of −log p."""
+    from alignlab.models.segment_attention import segments_active
+
     allowed = batch["attention_mask"]
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
     rows, cols, labels = batch["src_row"], batch["src_col"], batch["target_ids"]
-    with head_only_at(model, rows, cols) as gathered:
+    with segments_active(model, batch.get("segments")) as seg, head_only_at(model, rows, cols) as gathered:
         out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
-                    use_cache=False)
+                    use_cache=False, **seg)
     logits = (out.logits[0] if gathered else out.logits[rows, cols]).float()
     nll = F.cross_entropy(logits, labels, reduction="sum")
     n = labels.numel()

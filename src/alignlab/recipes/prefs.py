@@ -86,11 +86,11 @@ class PrefsConfig:
 def pair_collator(model: torch.nn.Module, pad_id: int, packing: bool = True):
     """The batch layout for `model`: packed pairs when its attention takes a custom mask."""
     from alignlab.data.preference_batches import collate_pairs, collate_pairs_packed
-    from alignlab.scoring import packing_attn_weight, packing_supported
+    from alignlab.scoring import packed_row_layout, packing_supported
 
     if packing and packing_supported(model):
-        weight = packing_attn_weight(model)  # row width: least matmul + masked-attention work
-        return lambda items: collate_pairs_packed(items, pad_id, weight)
+        weight, width = packed_row_layout(model)  # row width: least matmul + attention work
+        return lambda items: collate_pairs_packed(items, pad_id, weight, width)
     return lambda items: collate_pairs(items, pad_id)
 
 

@@ -60,21 +60,24 @@ def encode_sft_rows(tokenizer, rows: Iterable[tuple[str, dict[str, Any]]],
     return out, stats
 
 
-def collate_packed(items: Sequence[Encoded], pad_id: int, attn_weight: float | None = None) -> dict[str, Any]:
+def collate_packed(items: Sequence[Encoded], pad_id: int, attn_weight: float | None = None,
+                   max_width: int = 2048) -> dict[str, Any]:
     """Sequences packed into rows (width chosen as for preference pairs, `pack_rows`), each with
     positions from 0 and a causal mask confined to itself; for every loss token its (row, source
-    column) whose logits predict it and its id. attention_mask is [rows, 1, W, W] bool."""
+    column) whose logits predict it and its id. attention_mask is [rows, 1, W, W] bool; segments
+    [sequences, 3] each sequence's (row, start, end), for attention computed per sequence."""
     import torch
 
     from alignlab.data.preference_batches import pack_rows
 
-    rows, width = pack_rows([len(e.input_ids) for e in items], attn_weight)
+    rows, width = pack_rows([len(e.input_ids) for e in items], attn_weight, max_width)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     seq = torch.full((len(rows), width), -1, dtype=torch.long)
     src_row: list[int] = []
     src_col: list[int] = []
     tgt: list[int] = []
+    segments: list[tuple[int, int, int]] = []
     for r, members in enumerate(rows):
         col = 0
         for i in members:
@@ -83,6 +86,7 @@ def collate_packed(items: Sequence[Encoded], pad_id: int, attn_weight: float | N
             ids[r, col:col + n] = torch.tensor(e.input_ids)
             pos[r, col:col + n] = torch.arange(n)
             seq[r, col:col + n] = i
+            segments.append((r, col, col + n))
             for t in range(1, n):
                 if e.loss_mask[t]:
                     src_row.append(r)
@@ -94,7 +98,7 @@ def collate_packed(items: Sequence[Encoded], pad_id: int, attn_weight: float | N
     mask |= torch.eye(width, dtype=torch.bool)[None]  # padding attends to itself (no empty rows)
     return {"input_ids": ids, "position_ids": pos, "attention_mask": mask[:, None],
             "src_row": torch.tensor(src_row, dtype=torch.long), "src_col": torch.tensor(src_col, dtype=torch.long),
-            "target_ids": torch.tensor(tgt, dtype=torch.long)}
+            "target_ids": torch.tensor(tgt, dtype=torch.long), "segments": torch.tensor(segments, dtype=torch.long)}
 
 
 def run(cfg: SFTConfig) -> RunResult:
@@ -114,11 +118,11 @@ def run(cfg: SFTConfig) -> RunResult:
         raise DataError(f"{cfg.data}: no examples (the file has no JSON rows)")
     trainer = Trainer(model, cfg.train, run_dir)
     run_dir.save_config(cfg)
-    from alignlab.scoring import packing_attn_weight, packing_supported
+    from alignlab.scoring import packed_row_layout, packing_supported
 
     if cfg.packing and packing_supported(trainer.unwrapped):
-        weight = packing_attn_weight(trainer.unwrapped)
-        result = trainer.fit(examples, lambda b: collate_packed(b, tok.pad_token_id, weight), packed_lm_loss,
+        weight, width = packed_row_layout(trainer.unwrapped)
+        result = trainer.fit(examples, lambda b: collate_packed(b, tok.pad_token_id, weight, width), packed_lm_loss,
                              desc="sft")
     else:
         result = trainer.fit(examples, lambda b: collate(b, tok.pad_token_id), causal_lm_loss, desc="sft")
