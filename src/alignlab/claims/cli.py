@@ -7,24 +7,26 @@ import shlex
 import sys
 from pathlib import Path
 
-from alignlab.claims.registry import ROWS
+from alignlab.claims.registry import REAL_MODEL, ROWS
 
 
 def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[str] | None = None,
-               command: str = "") -> dict[str, Path]:
-    """Run the rows (all by default) over seeds 0 … seeds−1, write DIR/CLAIMS.md, claims.json and
-    plots, print the table; returns the written files."""
+               command: str = "", data: str | Path | None = None) -> dict[str, Path]:
+    """Run the rows (all by default; --quick leaves out the real-model rows) over seeds 0 … seeds−1,
+    write DIR/CLAIMS.md, claims.json and plots, print the table; returns the written files.
+    `data`: the folder of public data files the real-model rows read (None: their default)."""
     from alignlab.claims.registry import load_rows
     from alignlab.claims.report import table_rows, write_all
     from alignlab.claims.runner import run_all
     from alignlab.progress import fmt_duration, print_table, say
 
-    chosen = load_rows(rows)
+    chosen = load_rows(rows, quick)
     out = Path(out)
     command = command or f"alignlab claims --out {out}"
     # after each row the files hold what is done so far (an interrupted hour keeps its rows)
     outcomes, facts = run_all(chosen, out, list(range(seeds)), quick,
-                              on_row=lambda done, f: write_all(done, {**f, "partial": True}, command, out))
+                              on_row=lambda done, f: write_all(done, {**f, "partial": True}, command, out),
+                              shared={"data_root": str(data)} if data else None)
     written = write_all(outcomes, facts, command, out)
     print_table("alignlab claims — seed papers' headline claims on the built-in world", table_rows(outcomes))
     say(f"claims: all done in {fmt_duration(facts['seconds'])} (load average {facts['load_average_start']} → "
@@ -44,18 +46,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("claims", help="Re-measure each seed paper's headline claim (≥ 3 seeds, 95-percent t intervals)",
                        description="Re-measure each seed paper's headline claim on the built-in test world with "
                                    "several seeds and 95-percent t intervals; write DIR/CLAIMS.md, DIR/claims.json and "
-                                   "DIR/plots/, and print paper | claim | measurement | verdict. Rows: "
-                                   + ", ".join(ROWS) + ".")
+                                   "DIR/plots/, and print paper | model | claim | measurement | verdict. Rows: "
+                                   + ", ".join(ROWS) + f". Rows on a real model ({', '.join(REAL_MODEL)}) run "
+                                   "when named or in a full run, never by default with --quick; without the "
+                                   "model or data they are 'untestable here'.")
     p.add_argument("--quick", action="store_true", help="small settings (minutes; a smoke test, not evidence)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per row (≥ 2 for an interval; default 3)")
     p.add_argument("--out", help="output folder (default runs/claims, or runs/claims-quick with --quick)")
-    p.add_argument("--rows", type=_rows_arg, help="comma-separated rows to run (default: all), e.g. sft,cal_dpo")
+    p.add_argument("--rows", type=_rows_arg, help="comma-separated rows to run (default: all; with --quick all "
+                                                  "but the real-model rows), e.g. sft,cal_dpo")
+    p.add_argument("--data", help="folder of the public data files the real-model rows read (TruthfulQA, BBQ, "
+                                  "tinyshakespeare; default $ALIGNLAB_DATA, else ../shared/data)")
 
     def handler(a: argparse.Namespace) -> int:
         if a.seeds < 1:
             p.error("--seeds must be ≥ 1")
         out = a.out or ("runs/claims-quick" if a.quick else "runs/claims")
-        run_claims(out, a.quick, a.seeds, a.rows, command=shlex.join(["alignlab", *sys.argv[1:]]))
+        run_claims(out, a.quick, a.seeds, a.rows, command=shlex.join(["alignlab", *sys.argv[1:]]), data=a.data)
         return 0
 
     p.set_defaults(func=handler)

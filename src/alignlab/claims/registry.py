@@ -1,4 +1,5 @@
-"""The claim rows, in table order: key → module holding `ROW` (imported only when run)."""
+"""The claim rows, in table order: key → module holding `ROW` (imported only when run), and
+which rows run on a real model (marked in the table; skipped by `--quick`)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,29 @@ ROWS: dict[str, str] = {
     "ensembles": "alignlab.claims.rows.ensembles",
     "psle": "alignlab.claims.rows.psle",
     "akd": "alignlab.claims.rows.akd",
+    "sea_smollm2": "alignlab.claims.rows.sea_smollm2",
+    "steering_smollm2": "alignlab.claims.rows.steering_smollm2",
 }
 
+BUILT_IN = "built-in world"  # the model mark of rows on the testbed's own models
+REAL_MODEL: dict[str, str] = {"sea_smollm2": "SmolLM2-135M", "steering_smollm2": "SmolLM2-135M"}
 
-def load_rows(keys: list[str] | None = None) -> list[ClaimRow]:
-    """The rows named (all, in table order, when None); an unknown key is a ValueError naming the known ones."""
-    keys = list(ROWS) if not keys else keys
+
+def model_of(key: str) -> str:
+    """The model a row runs on, as marked in the table: a real model's name or the built-in world."""
+    return REAL_MODEL.get(key, BUILT_IN)
+
+
+def default_keys(quick: bool) -> list[str]:
+    """The rows run when none are named: all of them; with --quick only the built-in-world ones
+    (a real-model row takes minutes per seed even small, and quick must stay a few minutes)."""
+    return [k for k in ROWS if not (quick and k in REAL_MODEL)]
+
+
+def load_rows(keys: list[str] | None = None, quick: bool = False) -> list[ClaimRow]:
+    """The rows named (`default_keys(quick)`, in table order, when None); an unknown key is a
+    ValueError naming the known ones."""
+    keys = default_keys(quick) if not keys else keys
     unknown = [k for k in keys if k not in ROWS]
     if unknown:
         raise ValueError(f"unknown claim row(s) {unknown}; choose from {', '.join(ROWS)}")

@@ -24,8 +24,11 @@ RULE = ("A claim is a set of tests; each is a quantity measured per seed (mostly
 
 
 def table_rows(outcomes: Sequence[RowOutcome]) -> list[dict[str, str]]:
-    """paper | claim | our measurement | verdict (with its reason) — the printed and written table."""
-    return [{"paper": o.row.paper, "claim": o.row.claim, "our measurement": o.measurement() or "—",
+    """paper | model | claim | our measurement | verdict (with its reason) — the printed and written table."""
+    from alignlab.claims.registry import model_of
+
+    return [{"paper": o.row.paper, "model": model_of(o.row.key), "claim": o.row.claim,
+             "our measurement": o.measurement() or "—",
              "verdict": f"{o.verdict} ({o.reason})"} for o in outcomes]
 
 
@@ -71,6 +74,8 @@ def _md_escape(text: str) -> str:
 def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str, figures: dict[str, list[Path]],
              out: Path) -> str:
     """CLAIMS.md: how it was run, the rule, the table, then one section per row."""
+    from alignlab.claims.registry import model_of
+
     mode = "quick (a smoke test: too small to read as evidence)" if facts["quick"] else "full"
     if facts.get("partial"):
         mode += f"; PARTIAL: {len(outcomes)} row(s) done so far, the run goes on"
@@ -79,11 +84,12 @@ def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str
              f"wall time {facts['seconds'] / 60:.1f} min; load average (1/5/15 min) at start {facts['load_average_start']}, "
              f"at end {facts['load_average_end']}; {facts['cpu_count']} CPUs, one torch thread; written "
              f"{time.strftime('%Y-%m-%d %H:%M')}.", "", f"Intervals: {INTERVAL}.", "", f"Verdict rule: {RULE}", "",
-             "| paper | claim | our measurement (mean [95 % interval]) | verdict |", "|---|---|---|---|"]
-    lines += [f"| {_md_escape(r['paper'])} | {_md_escape(r['claim'])} | {_md_escape(r['our measurement'])} | "
-              f"{_md_escape(r['verdict'])} |" for r in table_rows(outcomes)]
+             "| paper | model | claim | our measurement (mean [95 % interval]) | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {_md_escape(r['paper'])} | {_md_escape(r['model'])} | {_md_escape(r['claim'])} | "
+              f"{_md_escape(r['our measurement'])} | {_md_escape(r['verdict'])} |" for r in table_rows(outcomes)]
     for o in outcomes:
-        lines += ["", f"## {o.row.key} — {o.row.paper}", "", f"Claim: {o.row.claim}.  ", f"Setup: {o.row.setup}.  ",
+        lines += ["", f"## {o.row.key} — {o.row.paper}", "", f"Claim: {o.row.claim}.  ",
+                  f"Model: {model_of(o.row.key)}.  ", f"Setup: {o.row.setup}.  ",
                   f"Verdict: **{o.verdict}** ({o.reason}); {o.seconds / 60:.1f} min.  "]
         lines += [f"Reading: {o.summary}."] if o.summary else []
         lines.append("")

@@ -15,6 +15,11 @@ from alignlab.claims.stats import Interval, outcome, t_interval, verdict
 from alignlab.progress import fmt_duration, heartbeat, say
 
 
+class Untestable(Exception):
+    """Raised by a row's `measure` when it cannot run here at all (its model or data is absent):
+    the row becomes "untestable here" with the message as its reason, not an error."""
+
+
 @dataclass
 class RowOutcome:
     """A row's per-seed results, the intervals of its numbers, its tests' outcomes and verdict."""
@@ -81,6 +86,11 @@ def run_row(row: ClaimRow, ctx: RowContext, seeds: Sequence[int]) -> RowOutcome:
         try:
             with heartbeat(lambda t=t, label=label: f"{label} running for {fmt_duration(time.time() - t)}"):
                 res = row.measure(ctx, seed)
+        except Untestable as e:  # nothing to measure on any seed: say why once, no error
+            say(f"claims: {row.key} is untestable here: {e}")
+            out = RowOutcome(row, [], [], verdict="untestable here", reason=str(e))
+            out.seconds = time.time() - t0
+            return out
         except Exception as e:  # noqa: BLE001 — one broken row must not lose the others' hour of work
             say(f"{label} failed after {fmt_duration(time.time() - t)}: {type(e).__name__}: {e}")
             out = RowOutcome(row, list(seeds[: len(results)]), results, verdict="untestable here",
@@ -121,9 +131,10 @@ MODEL_SCHEME = "testbed:"  # the resolver's name of the built-in base models
 
 def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int], quick: bool,
             on_row: Callable[[list[RowOutcome], dict[str, Any]], object] | None = None,
-            ) -> tuple[list[RowOutcome], dict[str, Any]]:
+            shared: dict[str, Any] | None = None) -> tuple[list[RowOutcome], dict[str, Any]]:
     """Run every row; returns the outcomes and the run's facts (time, load, models).
-    `on_row(outcomes so far, facts so far)` runs after each row (e.g. to write partial results)."""
+    `on_row(outcomes so far, facts so far)` runs after each row (e.g. to write partial results);
+    `shared` seeds the rows' shared dict (e.g. {"data_root": folder of the public data files})."""
     from alignlab.threads import cpu_threads
 
     t0, load0 = time.time(), load_average()
@@ -134,7 +145,7 @@ def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int], quick
         return {"seconds": round(time.time() - t0, 1), "load_average_start": load0, "load_average_end": load_average(),
                 "seeds": list(seeds), "quick": quick, "models": dict(models), "cpu_count": os.cpu_count()}
 
-    ctx_shared: dict[str, Any] = {}
+    ctx_shared: dict[str, Any] = dict(shared or {})
     outcomes = []
     with cpu_threads(1):  # tiny models: one thread per process is fastest, and far faster under load
         for i, row in enumerate(rows, 1):
