@@ -45,19 +45,28 @@ def segment_sdpa_forward(module: torch.nn.Module, query: torch.Tensor, key: torc
     for row, start, end in alignlab_segments:
         by_row.setdefault(row, []).append((start, end))
     rows = []
-    for r in range(b):
-        parts, col = [], 0
+    # split (not slice) rows and segments: split's backward is one cat, a slice's a full-size zero tensor each
+    for r, (q, k, v) in enumerate(zip(query.split(1), key.split(1), value.split(1))):
+        spans: list[tuple[int, int] | None] = []  # None: a gap (padding) outside every segment
+        sizes, col = [], 0
         for start, end in sorted(by_row.get(r, [])):
             if start > col:
-                parts.append(query.new_zeros(1, start - col, heads, dim))
-            sl = slice(start, end)
-            out, _ = sdpa_attention_forward(module, query[r:r + 1, :, sl], key[r:r + 1, :, sl], value[r:r + 1, :, sl],
-                                            attention_mask[r:r + 1, :, sl, sl], dropout=dropout, scaling=scaling,
-                                            **kwargs)
-            parts.append(out)
+                spans.append(None)
+                sizes.append(start - col)
+            spans.append((start, end))
+            sizes.append(end - start)
             col = end
         if col < width:
-            parts.append(query.new_zeros(1, width - col, heads, dim))
+            spans.append(None)
+            sizes.append(width - col)
+        parts = []
+        for span, qs, ks, vs in zip(spans, q.split(sizes, 2), k.split(sizes, 2), v.split(sizes, 2)):
+            if span is None:
+                parts.append(query.new_zeros(1, qs.shape[2], heads, dim))
+                continue
+            mask = attention_mask[r:r + 1, :, span[0]:span[1], span[0]:span[1]]
+            out, _ = sdpa_attention_forward(module, qs, ks, vs, mask, dropout=dropout, scaling=scaling, **kwargs)
+            parts.append(out)
         rows.append(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
     return (torch.cat(rows) if b > 1 else rows[0]), None
 
