@@ -15,7 +15,7 @@ from alignlab.claims.runner import RowOutcome, Untestable, run_row
 
 
 def test_quick_skips_real_model_rows_that_full_runs_and_rows_name():
-    assert set(REAL_MODEL) == {"sea_smollm2", "steering_smollm2"} and set(REAL_MODEL) <= set(ROWS)
+    assert set(REAL_MODEL) == {"cal_dpo_smollm2", "sea_smollm2", "steering_smollm2"} and set(REAL_MODEL) <= set(ROWS)
     assert default_keys(False) == list(ROWS)
     assert default_keys(True) == [k for k in ROWS if not k.endswith("_smollm2")] and "sft" in default_keys(True)
     assert [r.key for r in load_rows(None, quick=True)] == default_keys(True)
@@ -114,6 +114,9 @@ def test_context_levels_are_aligned_and_grow():
     plain, three = levels["plain"][0], levels["distracted_3"][0]
     assert sum(p in three for p in pool) == 3 and not any(p in plain for p in pool)
     assert sum(p in levels["distracted_1"][0] for p in pool) == 1 and "neutral" in levels["instructed"][0]
+    for name in ("plain", "instructed", "distracted_1", "distracted_3"):  # the three neutral example reviews
+        assert levels[name][1].count("and the staff were polite.") == 3, name
+    assert levels["multi_turn"][0].startswith("<|user|>First,")
     assert context_levels(ChatTok(), subjects, pool, seed=0) == levels  # seeded
 
 
@@ -121,7 +124,16 @@ def test_contrast_pairs_are_seeded_and_point_from_negative_to_positive():
     from alignlab.claims.rows import common
     from alignlab.claims.rows.steering_smollm2 import contrast_pairs
 
-    pairs = contrast_pairs(ChatTok(), 12, seed=1)
-    assert pairs == contrast_pairs(ChatTok(), 12, seed=1) and pairs != contrast_pairs(ChatTok(), 12, seed=2)
+    pairs = contrast_pairs(12, seed=1)
+    assert pairs == contrast_pairs(12, seed=1) and pairs != contrast_pairs(12, seed=2)
     for p in pairs:
         assert p.prompt.endswith(" was") and common.gold([p.positive])[0] > 0 > common.gold([p.negative])[0]
+
+
+def test_hh_pairs_split_is_seeded_and_disjoint():
+    from alignlab.claims.rows.cal_dpo_smollm2 import split_pairs
+
+    rows = [{"chosen": f"c{i}", "rejected": f"r{i}"} for i in range(20)]
+    train, held = split_pairs(rows, 8, 5, seed=0)
+    assert len(train) == 8 and len(held) == 5 and not {r["chosen"] for r in train} & {r["chosen"] for r in held}
+    assert split_pairs(rows, 8, 5, seed=0) == (train, held) and split_pairs(rows, 8, 5, seed=1)[0] != train

@@ -16,12 +16,13 @@ ROWS: dict[str, str] = {
     "ensembles": "alignlab.claims.rows.ensembles",
     "psle": "alignlab.claims.rows.psle",
     "akd": "alignlab.claims.rows.akd",
+    "cal_dpo_smollm2": "alignlab.claims.rows.cal_dpo_smollm2",
     "sea_smollm2": "alignlab.claims.rows.sea_smollm2",
     "steering_smollm2": "alignlab.claims.rows.steering_smollm2",
 }
 
 BUILT_IN = "built-in world"  # the model mark of rows on the testbed's own models
-REAL_MODEL: dict[str, str] = {"sea_smollm2": "SmolLM2-135M", "steering_smollm2": "SmolLM2-135M"}
+REAL_MODEL: dict[str, str] = {key: "SmolLM2-135M" for key in ("cal_dpo_smollm2", "sea_smollm2", "steering_smollm2")}
 
 
 def model_of(key: str) -> str:
