@@ -186,20 +186,22 @@ def worker_ours(a: argparse.Namespace) -> dict:
     from alignlab.train.loop import Trainer
 
     # time the reference pass and the training loop, as for TRL
-    timing: dict[str, float] = {"seconds": 0.0}
+    timing: dict[str, float] = {"seconds": 0.0, "cpu_seconds": 0.0}
     orig_fit, orig_pre = Trainer.fit, prefs.precompute_reference
 
     def timed_pre(model, items, *args, **kwargs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = orig_pre(model, items, *args, **kwargs)
         timing["seconds"] += time.perf_counter() - t
+        timing["cpu_seconds"] += time.process_time() - c
         return out
 
     def timed_fit(self, items, *args, **kwargs):
         timing["flops"] = counted_flops(self.unwrapped, list(items))
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = orig_fit(self, items, *args, **kwargs)
         timing["seconds"] += time.perf_counter() - t
+        timing["cpu_seconds"] += time.process_time() - c
         return out
 
     Trainer.fit, prefs.precompute_reference = timed_fit, timed_pre
@@ -217,7 +219,8 @@ def worker_ours(a: argparse.Namespace) -> dict:
     with PeakRSS() as mem:
         before = _rss_mb()
         res = prefs.run(cfg)
-    return {"side": "alignlab", "seconds": timing["seconds"], "pairs": a.steps * a.batch, "flops": timing["flops"],
+    return {"side": "alignlab", "seconds": timing["seconds"], "cpu_seconds": timing["cpu_seconds"],
+            "pairs": a.steps * a.batch, "flops": timing["flops"],
             "peak_rss_mb": mem.peak, "rss_before_mb": before, "final_loss": res.metrics["loss"]}
 
 
@@ -231,13 +234,14 @@ def worker_trl(a: argparse.Namespace) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    timing = {"seconds": 0.0}
+    timing = {"seconds": 0.0, "cpu_seconds": 0.0}
     orig_pre = DPOTrainer._precompute_ref_logps
 
     def timed_pre(self, *args, **kwargs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = orig_pre(self, *args, **kwargs)
         timing["seconds"] += time.perf_counter() - t
+        timing["cpu_seconds"] += time.process_time() - c
         return out
 
     DPOTrainer._precompute_ref_logps = timed_pre
@@ -263,10 +267,12 @@ def worker_trl(a: argparse.Namespace) -> dict:
                          disable_tqdm=True, adam_epsilon=1e-8)
         trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tok, peft_config=peft_config)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = trainer.train()
         timing["seconds"] += time.perf_counter() - t
-    return {"side": "trl", "seconds": timing["seconds"], "pairs": a.steps * a.batch, "peak_rss_mb": mem.peak,
+        timing["cpu_seconds"] += time.process_time() - c
+    return {"side": "trl", "seconds": timing["seconds"], "cpu_seconds": timing["cpu_seconds"],
+            "pairs": a.steps * a.batch, "peak_rss_mb": mem.peak,
             "rss_before_mb": before, "final_loss": last_logged_loss(trainer, out.training_loss)}
 
 
@@ -347,6 +353,7 @@ def main() -> None:
                 r = run_worker(side, folder, data, a, tmp / f"{name}-{mode}-{side}-{rep}", mode, steps, batch)
                 runs[r["side"]].append(r)
                 print(f"{name} {mode} rep {rep} {r['side']}: {r['pairs'] / r['seconds']:.2f} pairs/s, "
+                      f"{r['cpu_seconds']:.1f} CPU s, "
                       f"peak {r['peak_rss_mb']:.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
             peak = max(peak, measure_peak(model_widths(folder), a.threads), key=lambda p: p["gflops"])
             table.append(summarise(name, params, mode, steps, batch, runs, peak))
@@ -360,16 +367,20 @@ def summarise(name: str, params: int, mode: str, steps: int, batch: int, runs: d
     med = {s: {k: statistics.median(x[k] for x in v) for k in ("seconds", "peak_rss_mb")} for s, v in runs.items()}
     # runs of one repetition are adjacent in time (similar machine load): their ratio is the fairest
     paired = statistics.median(t["seconds"] / o["seconds"] for o, t in zip(runs["alignlab"], runs["trl"]))
+    # process CPU time: what each side computed, less sensitive than wall time to other jobs on the machine
+    paired_cpu = statistics.median(t["cpu_seconds"] / o["cpu_seconds"] for o, t in zip(runs["alignlab"], runs["trl"]))
     work = runs["alignlab"][0]["flops"]
     pairs = steps * batch
     return {
         "model": name, "params": params, "mode": mode, "steps": steps, "batch": batch,
         "ours_pairs_s": pairs / med["alignlab"]["seconds"], "trl_pairs_s": pairs / med["trl"]["seconds"],
-        "speedup": paired, "ours_peak_mb": med["alignlab"]["peak_rss_mb"], "trl_peak_mb": med["trl"]["peak_rss_mb"],
+        "speedup": paired, "speedup_cpu": paired_cpu, "ours_peak_mb": med["alignlab"]["peak_rss_mb"], "trl_peak_mb": med["trl"]["peak_rss_mb"],
         "ours_gflops": work / med["alignlab"]["seconds"] / 1e9, "trl_gflops": work / med["trl"]["seconds"] / 1e9,
         "peak_gflops": peak["gflops"], "peak_size": peak["size"],
         "ours_runs": [round(pairs / r["seconds"], 2) for r in runs["alignlab"]],
         "trl_runs": [round(pairs / r["seconds"], 2) for r in runs["trl"]],
+        "ours_cpu": [round(r["cpu_seconds"], 1) for r in runs["alignlab"]],
+        "trl_cpu": [round(r["cpu_seconds"], 1) for r in runs["trl"]],
     }
 
 
@@ -396,24 +407,27 @@ def write_results(path: Path, table: list[dict], a: argparse.Namespace, load_sta
         f"torch {torch.__version__}, transformers {transformers.__version__}, TRL {trl.__version__}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs. Median of {a.reps} interleaved runs "
         "per side (smollm2: --real-reps).", "",
-        "Speed-up = median over repetitions of (TRL time / alignlab time) of the two adjacent runs. Peak RSS = "
+        "Speed-up = median over repetitions of (TRL time / alignlab time) of the two adjacent runs, in wall time "
+        "and in process CPU time (the CPU figure is less sensitive to other jobs on a shared machine). Peak RSS = "
         "whole process. GFLOP/s = counted FLOPs of the pairs (benchmarks/flops.py; alignlab's layout, policy "
         "forward+backward + reference forward; the same count for both sides) / time; % = of the fp32 GEMM peak "
         "measured in this run at the model's widths on the same threads.", "",
-        "| model (params) | mode | steps × pairs | alignlab pairs/s | TRL pairs/s | speed-up | alignlab GFLOP/s (% peak) "
-        "| TRL GFLOP/s (% peak) | GEMM peak GFLOP/s | alignlab peak RSS MB | TRL peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model (params) | mode | steps × pairs | alignlab pairs/s | TRL pairs/s | speed-up (wall) | speed-up (CPU) "
+        "| alignlab GFLOP/s (% peak) | TRL GFLOP/s (% peak) | GEMM peak GFLOP/s | alignlab peak RSS MB | TRL peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         pk = r["peak_gflops"]
         lines.append(
             f"| {r['model']} ({r['params'] / 1e6:.1f}M) | {r['mode']} | {r['steps']} × {r['batch']} | "
-            f"{r['ours_pairs_s']:.2f} | {r['trl_pairs_s']:.2f} | {r['speedup']:.2f}× | "
+            f"{r['ours_pairs_s']:.2f} | {r['trl_pairs_s']:.2f} | {r['speedup']:.2f}× | {r['speedup_cpu']:.2f}× | "
             f"{r['ours_gflops']:.1f} ({100 * r['ours_gflops'] / pk:.0f} %) | {r['trl_gflops']:.1f} "
             f"({100 * r['trl_gflops'] / pk:.0f} %) | {pk:.0f} (n={r['peak_size']}) | {r['ours_peak_mb']:.0f} | "
             f"{r['trl_peak_mb']:.0f} |")
     lines += ["", "Per-run pairs/s: " + "; ".join(f"{r['model']} {r['mode']}: alignlab {r['ours_runs']}, TRL "
-                                                f"{r['trl_runs']}" for r in table), ""]
+                                                f"{r['trl_runs']}" for r in table),
+              "", "Per-run CPU seconds: " + "; ".join(f"{r['model']} {r['mode']}: alignlab {r['ours_cpu']}, TRL "
+                                                    f"{r['trl_cpu']}" for r in table), ""]
     marker = "<!-- measurements below are kept when the benchmark is rerun -->"
     kept = path.read_text().split(marker, 1)[1] if path.exists() and marker in path.read_text() else "\n"
     path.write_text("\n".join(lines) + "\n" + marker + kept)

@@ -94,3 +94,12 @@ def test_outputs_outside_segments_are_zero(pad):
     want = torch.nn.functional.scaled_dot_product_attention(q[:, :, 2:6], q[:, :, 2:6], q[:, :, 2:6], scale=0.5,
                                                             is_causal=True)
     assert torch.allclose(out[0, 2:6], want[0].transpose(0, 1), atol=1e-6)
+
+
+def test_row_layout_follows_the_attention_kernel(tiny):
+    """Per-segment attention: rows filled up to 1024 (no width penalty); eager: the W×W trade-off."""
+    model, _ = tiny
+    assert scoring.packed_row_layout(model) == (0.0, 1024)
+    model.config._attn_implementation = "eager"
+    weight, width = scoring.packed_row_layout(model)
+    assert width == 2048 and weight == pytest.approx(scoring.packing_attn_weight(model)) and weight > 0

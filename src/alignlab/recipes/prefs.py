@@ -9,9 +9,11 @@ margin, accuracy; held-out the same, before training (step 0) and after.
 
 Speed (`packing: true`, the default for sdpa/eager attention): each pair is laid out once as
 [prompt, chosen, rejected] with a block attention mask, so the shared prompt is computed once
-for both responses, pairs are packed into rows whose width minimises matmul + masked-attention
-work (almost no padding) and the LM head runs only at the scored positions. Otherwise prompts are left-padded and responses
-right-padded so all responses start at one column (`logits_to_keep` trims the head there).
+for both responses, pairs are packed into rows with almost no padding, attention runs per pair
+(`alignlab.models.segment_attention`, sdpa models; otherwise the row width minimises matmul +
+masked-attention work) and the LM head runs only at the scored positions. With `packing: false`
+(or another attention kernel) prompts are left-padded and responses right-padded so all
+responses start at one column (`logits_to_keep` trims the head there).
 """
 
 from __future__ import annotations
