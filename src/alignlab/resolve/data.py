@@ -28,6 +28,7 @@ GOLD = ("gold", "gold:sentiment")
 GOLD_INSTRUCTION = "gold:instruction"
 NEUTRAL = "testbed:neutral"
 CODE = ("testbed", "testbed:code")
+CODE_HARD = "testbed:hard"  # the same families with digit constants (alignlab.testbed.code.make_digit_exercises)
 SENTIMENT_PAIRS = ("testbed:sentiment", "testbed")
 FACTS = ("testbed:facts", "testbed")
 MYTH_FACTS = "testbed:myth_facts"
@@ -188,15 +189,24 @@ class CodeProblems:
 
 
 def code_problems(spec: str, eval_spec: str = "", heldout_every: int = 5, key: str = "problems") -> CodeProblems:
-    """Built-in code exercises (`testbed`), or a HumanEval-format file: every `heldout_every`-th
-    row held out, or all rows train and `eval_spec` holds out. The splits never share a task_id."""
+    """Built-in code exercises (`testbed`; `testbed:hard`: digit constants, every 5th held out), or a
+    HumanEval-format file: every `heldout_every`-th row held out, or all rows train and `eval_spec`
+    holds out. The splits never share a task_id."""
     from alignlab.eval import pass_at_k as pak
 
-    require(spec, key, "code problems ('testbed' or a HumanEval-format .jsonl file)")
-    if spec in CODE:
+    require(spec, key, "code problems ('testbed', 'testbed:hard' or a HumanEval-format .jsonl file)")
+    if spec in CODE or spec == CODE_HARD:
         world = _world()
-        train = [pak.Problem.from_dict(e.as_humaneval(), e.task_id) for e in world.train_code]
-        held = [pak.Problem.from_dict(e.as_humaneval(), e.task_id) for e in world.heldout_code]
+        if spec == CODE_HARD:
+            import random
+
+            from alignlab.testbed.code import heldout_split, make_digit_exercises
+
+            train_ex, held_ex = heldout_split(make_digit_exercises(random.Random(world.cfg.seed + 3)))
+        else:
+            train_ex, held_ex = world.train_code, world.heldout_code
+        train = [pak.Problem.from_dict(e.as_humaneval(), e.task_id) for e in train_ex]
+        held = [pak.Problem.from_dict(e.as_humaneval(), e.task_id) for e in held_ex]
         out = CodeProblems(train, held, fresh_tests=True)
     else:
         rows = pak.load_humaneval(spec)

@@ -2,7 +2,8 @@
 fails most and training on (passing teacher ≻ failing student) pairs plus distillation raises
 the student's pass@k over plain distillation with the same number of teacher calls.
 
-Per seed, teacher and student fixed (`pair`): AKD (the `akd`
+Per seed, teacher and student fixed (`pair`), on the harder digit-constant exercises
+(`testbed:hard`, where the teacher leads the student): AKD (the `akd`
 recipe: adversarial curriculum, pairs + distillation) vs plain distillation (the same recipe
 with no pairs and a uniform curriculum: exercises drawn evenly); same rounds, exercises per
 round and teacher samples, so the same teacher calls. Measured: held-out pass@1 / pass@k of the
@@ -31,11 +32,13 @@ class Sizes:
 SIZES = {True: Sizes(1, 4, 2, 2, (1,), 3), False: Sizes(6, 16, 4, 10, (1, 5), 0)}
 
 
+PROBLEMS = "testbed:hard"  # on the plain exercises student and teacher both pass ≈ 93 %: no headroom
+
+
 def pair(ctx: RowContext) -> tuple[str, str, str]:
-    """(teacher folder, student folder, label): the built-in student teaches the tiny model. Not
-    teacher → student: the student already passes ≈ 93 % of the held-out exercises
-    (benchmarks/RESULTS_psle_akd.md), which leaves AKD nothing to show (see `untestable`)."""
-    return ctx.models["student"], ctx.models["tiny"], "student → tiny"
+    """(teacher folder, student folder, label): the built-in teacher (5.5M) teaches the student (1M)
+    on the digit-constant exercises, where pass@1 is ≈ 0.32 vs ≈ 0.08 before training."""
+    return ctx.models["teacher"], ctx.models["student"], "teacher → student"
 
 
 def untestable(per_seed: list[dict[str, float]]) -> dict[str, str]:
@@ -59,11 +62,11 @@ def config(ctx: RowContext, seed: int, plain: bool):
     return akd.AKDConfig(
         student=ModelSettings(name_or_path=student), teacher=ModelSettings(name_or_path=teacher),
         train=TrainSettings(lr=1e-3, batch_size=8, save_every=0, seed=seed, progress=False),
-        problems="testbed", rounds=s.rounds, exercises_per_round=s.exercises,
+        problems=PROBLEMS, rounds=s.rounds, exercises_per_round=s.exercises,
         student_samples=s.samples, teacher_samples=s.samples,
         max_pairs_per_exercise=0 if plain else 4, curriculum=curriculum,
         generation=SamplingSettings(max_new_tokens=24, temperature=0.8, top_p=0.95),
-        eval=akd.PassAtKSettings(n=s.eval_n, ks=list(s.ks), every=0, limit=s.eval_limit, teacher=False),
+        eval=akd.PassAtKSettings(n=s.eval_n, ks=list(s.ks), every=0, limit=s.eval_limit, teacher=not ctx.quick and not plain),
         output_dir=str(ctx.seed_dir(seed) / ("plain_distillation" if plain else "akd")))
 
 
@@ -79,9 +82,11 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
             numbers[f"before_pass@{k}"] = float(m[f"student_pass@{k}_before"])
         numbers[f"{name}_pairs"] = float(m.get("pairs", 0) or 0)
         numbers[f"{name}_distill"] = float(m.get("distill", 0) or 0)
+        if "teacher_pass@1" in m:
+            numbers["teacher_pass@1"] = float(m["teacher_pass@1"])
     for k in s.ks:
         numbers[f"akd_minus_plain_pass@{k}"] = numbers[f"akd_pass@{k}"] - numbers[f"plain_pass@{k}"]
-    return SeedResult(numbers, note=f"teacher → student: {pair(ctx)[2]}")
+    return SeedResult(numbers, note=f"pair: {pair(ctx)[2]} on {PROBLEMS}")
 
 
 ROW = ClaimRow(
@@ -89,9 +94,10 @@ ROW = ClaimRow(
     claim="AKD raises the student's pass@k over plain distillation at equal teacher calls",
     tests=(ClaimTest("akd_minus_plain_pass@1", "greater", "AKD − plain distillation, held-out pass@1"),),
     measure=measure, untestable=untestable,
-    extra_keys=("before_pass@1", "akd_pass@1", "plain_pass@1", "akd_minus_plain_pass@5", "akd_pairs", "plain_distill",
+    extra_keys=("before_pass@1", "teacher_pass@1", "akd_pass@1", "plain_pass@1", "akd_minus_plain_pass@5", "akd_pairs", "plain_distill",
                 "akd_distill"),
-    setup="teacher: the built-in student (1M) → student: tiny (0.2M); built-in code exercises; 6 rounds × 16 exercises × 4 samples "
+    setup="teacher: the built-in teacher (5.5M) → student: the built-in student (1M); the digit-constant code "
+          "exercises (testbed:hard: add_3, 'return x plus 3'; never in the corpus; every 5th held out); 6 rounds × 16 exercises × 4 samples "
           "each side (quick 1 × 4 × 2); plain = no pairs, uniform curriculum; pass@k with n = 10 on the held-out "
           "problems (quick n = 2 on 3)",
 )
