@@ -74,12 +74,14 @@ def _md_escape(text: str) -> str:
 def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str, figures: dict[str, list[Path]],
              out: Path) -> str:
     """CLAIMS.md: how it was run, the rule, the table, then one section per row."""
-    from alignlab.claims.registry import model_of
+    from alignlab.claims.registry import BUILT_IN, model_of
 
     mode = "quick (a smoke test: too small to read as evidence)" if facts["quick"] else "full"
     if facts.get("partial"):
         mode += f"; PARTIAL: {len(outcomes)} row(s) done so far, the run goes on"
-    lines = ["# Seed papers' claims, re-measured on the built-in test world", "",
+    marks = list(dict.fromkeys(model_of(o.row.key) for o in outcomes)) or [BUILT_IN]
+    where = " and ".join("the built-in test world" if m == BUILT_IN else m for m in marks)
+    lines = [f"# Seed papers' claims, re-measured on {where}", "",
              f"Command: `{command}`  ", f"Settings: {mode}; seeds {facts['seeds']}; "
              f"wall time {facts['seconds'] / 60:.1f} min; load average (1/5/15 min) at start {facts['load_average_start']}, "
              f"at end {facts['load_average_end']}; {facts['cpu_count']} CPUs, one torch thread; written "
