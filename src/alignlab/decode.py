@@ -75,7 +75,7 @@ def fast_decoder_reason(model: nn.Module, max_len: int) -> str | None:
     return None
 
 
-def _rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+def rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     """RoPE: x·cos + rotate_half(x)·sin with rotate_half(x) = [-x₂, x₁] (HF's convention).
 
     Computed as x·cos + roll(x, d/2)·[-sin₁, sin₂]: the same products bit for bit, in fewer ops.
@@ -83,10 +83,18 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch
     return x * cos + x.roll(x.shape[-1] // 2, -1) * signed_sin
 
 
+def rope_tables(inner: nn.Module, h: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, signed sin) [..., head_dim] of the model's rotary embedding at `positions`, for `rope`:
+    HF's own tables, with sin's first half negated (so rotate_half becomes a roll)."""
+    cos, sin = inner.rotary_emb(h, positions)
+    half = sin.shape[-1] // 2
+    return cos, torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
+
+
 _RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "MistralRMSNorm")
 
 
-def _norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def rms_norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's RMSNorm; in fp32 as one fused `F.rms_norm` (bit-identical there, one op instead of eight)."""
     if x.dtype == torch.float32 and type(module).__name__ in _RMS_NORMS:
         return F.rms_norm(x, x.shape[-1:], module.weight, module.variance_epsilon)
@@ -116,9 +124,8 @@ class FastDecoder:
         t_max = t + max_new_tokens
         h = self.inner.embed_tokens(ids)
         positions = torch.arange(t_max, device=ids.device)[None]
-        cos, sin = self.inner.rotary_emb(h, positions)  # HF's own tables: [1, T_max, head_dim]
-        half = self.head_dim // 2
-        self.cos, self.signed_sin = cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
+        cos, signed_sin = rope_tables(self.inner, h, positions)  # HF's own tables: [1, T_max, head_dim]
+        self.cos, self.signed_sin = cos[0], signed_sin[0]
         self.pos = (mask.long().cumsum(-1) - 1).clamp_min(0)
         self.key_mask = torch.cat([mask.bool(), mask.new_ones(b, max_new_tokens, dtype=torch.bool)], dim=-1)
         causal = torch.ones(t, t, dtype=torch.bool, device=ids.device).tril()
@@ -129,11 +136,11 @@ class FastDecoder:
         cos_p, sin_p = self.cos[self.pos][:, None], self.signed_sin[self.pos][:, None]  # [B, 1, T, D]
         for i, layer in enumerate(self.layers):
             att = layer.self_attn
-            x = _norm(layer.input_layernorm, h)
+            x = rms_norm(layer.input_layernorm, h)
             q = att.q_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)
             k = att.k_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)
             v = att.v_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)
-            q, k = _rope(q, cos_p, sin_p), _rope(k, cos_p, sin_p)
+            q, k = rope(q, cos_p, sin_p), rope(k, cos_p, sin_p)
             if self.k_cache is None:
                 self.k_cache = k.new_empty(shape)
                 self.v_cache = v.new_empty(shape)
@@ -144,10 +151,10 @@ class FastDecoder:
                 k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
             h = h + att.o_proj(a.transpose(1, 2).reshape(b, t, -1))
-            h = h + layer.mlp(_norm(layer.post_attention_layernorm, h))
+            h = h + layer.mlp(rms_norm(layer.post_attention_layernorm, h))
         self.col = t
         self.pos = self.pos[:, -1]
-        return self.lm_head(_norm(self.inner.norm, h[:, -1:]))[:, 0]
+        return self.lm_head(rms_norm(self.inner.norm, h[:, -1:]))[:, 0]
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one new token per row [B] at the next column, return the next logits [B, V]."""
@@ -159,11 +166,11 @@ class FastDecoder:
         h = self.inner.embed_tokens(tokens[:, None])
         for i, layer in enumerate(self.layers):
             att = layer.self_attn
-            x = _norm(layer.input_layernorm, h)
+            x = rms_norm(layer.input_layernorm, h)
             q = att.q_proj(x).view(b, -1, 1, self.head_dim)  # [B, H, 1, D]
             k = att.k_proj(x).view(b, -1, 1, self.head_dim)
             v = att.v_proj(x).view(b, -1, 1, self.head_dim)
-            q, k = _rope(q, cos, sin), _rope(k, cos, sin)
+            q, k = rope(q, cos, sin), rope(k, cos, sin)
             self.k_cache[i, :, :, c : c + 1] = k
             self.v_cache[i, :, :, c : c + 1] = v
             # grouped-query attention: the rep query heads of one kv head act as rep query positions
@@ -171,9 +178,9 @@ class FastDecoder:
             a = F.scaled_dot_product_attention(q, self.k_cache[i, :, :, : c + 1], self.v_cache[i, :, :, : c + 1],
                                                attn_mask=self.key_mask[:, None, None, : c + 1], scale=self.scale)
             h = h + att.o_proj(a.reshape(b, 1, -1))
-            h = h + layer.mlp(_norm(layer.post_attention_layernorm, h))
+            h = h + layer.mlp(rms_norm(layer.post_attention_layernorm, h))
         self.col = c + 1
-        return self.lm_head(_norm(self.inner.norm, h))[:, 0]
+        return self.lm_head(rms_norm(self.inner.norm, h))[:, 0]
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only these rows of the batch (finished rows stop costing compute); rows: indices into it."""

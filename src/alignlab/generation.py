@@ -63,7 +63,7 @@ def sample_categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     runs in u's dtype (float64) and u·C_V stays below C_V, so zero-probability tokens (top-p) are
     never drawn. A row with a NaN probability gets V (no token), which `sample` reports.
     """
-    cum = probs.to(u.dtype).cumsum(-1)
+    cum = probs.cumsum(-1, dtype=u.dtype)  # the cast inside the sum: no [B, V] float64 copy
     total = cum[:, -1:]
     x = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cum, x, right=True).squeeze(-1)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from alignlab.rl.fast_forward import fast_forward_reason, lm_head_of, packed_head_inputs
 from alignlab.scoring import (
     Packed,
     chunked_response_logprobs,
@@ -97,10 +98,16 @@ def response_token_logits(model: torch.nn.Module, rows: RowPacking,
                           hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logits [N, V] predicting each response token, last hidden states [N, d] there or None).
 
-    The hidden states are the LM head's input, caught by a pre-hook on it while it runs, rather
-    than `output_hidden_states=True`: that makes transformers install permanent output-capturing
-    hooks on the layers, which in turn keep the fast sampler (`alignlab.decode`) off the model.
+    Llama-family models run `alignlab.rl.fast_forward` (the same arithmetic without transformers'
+    per-call work). Otherwise the hidden states are the LM head's input, caught by a pre-hook on
+    it while it runs, rather than `output_hidden_states=True`: that makes transformers install
+    permanent output-capturing hooks on the layers, which in turn keep the fast sampler
+    (`alignlab.decode`) off the model.
     """
+    if fast_forward_reason(model, rows.input_ids.shape[1]) is None:
+        h = packed_head_inputs(model, rows.input_ids, rows.position_ids, rows.attention_mask, rows.src_row,
+                               rows.src_col)
+        return lm_head_of(model)(h), h if hidden else None
     caught: list[torch.Tensor] = []
     with head_only_at(model, rows.src_row, rows.src_col) as gathered:
         handle = None

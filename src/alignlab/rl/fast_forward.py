@@ -1,0 +1,74 @@
+"""A Llama-family forward over packed rollout rows that returns only what PPO reads: the final
+hidden states at the positions predicting response tokens (the LM head's and value head's input).
+
+It calls the model's own submodules (embed_tokens, the norms, q/k/v/o projections, mlp, so
+PEFT/LoRA layers are honoured) like `alignlab.decode.FastDecoder`, but for whole packed rows with
+gradients:
+
+    h = embed(ids);  cos, sin = rotary(position_ids)            # positions restart per sequence
+    per layer:  x = rms(h);  q, k, v = proj(x);  q, k = rope(q), rope(k)
+                h += o_proj(SDPA(q, k, v, block-diagonal causal mask))
+                h += mlp(rms(h))
+    out = rms_final(h[src_row, src_col])                        # the final norm only where read
+
+Same arithmetic as the transformers forward (fp32 RMSNorm as one fused op, RoPE as a roll), without
+its per-call work: mask preparation, output dataclasses, kwargs plumbing, output capturing, and
+the final norm over every position. `fast_forward_reason` says why a model cannot take it (then
+the caller uses the transformers forward): the fast decoder's conditions (architecture, hooks,
+wrappers, RoPE type), gradient checkpointing, or attention dropout while training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alignlab.decode import base_causal_lm, fast_decoder_reason, rms_norm, rope, rope_tables
+
+
+def fast_forward_reason(model: nn.Module, width: int) -> str | None:
+    """Why `packed_head_inputs` cannot run `model` on rows `width` wide; None when it can."""
+    reason = fast_decoder_reason(model, width)
+    if reason is not None:
+        return reason
+    base = base_causal_lm(model)
+    name = "is_activation_checkpointing" if hasattr(type(base), "is_activation_checkpointing") else \
+        "is_gradient_checkpointing"  # transformers 5.x renamed it
+    if getattr(base, name, False):
+        return "gradient checkpointing"
+    if model.training and float(getattr(base.config, "attention_dropout", 0.0) or 0.0) > 0:
+        return "attention dropout while training"
+    return None
+
+
+def packed_head_inputs(model: nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor,
+                       attention_mask: torch.Tensor, src_row: torch.Tensor, src_col: torch.Tensor) -> torch.Tensor:
+    """Final-normed hidden states [N, d] at (src_row, src_col) of packed rows [n, W].
+
+    `attention_mask` [n, 1, W, W] bool (True = may attend), `position_ids` [n, W] restarting per
+    sequence. Differentiable; equals the transformers forward's `lm_head` input at those positions.
+    """
+    base = base_causal_lm(model)
+    inner = base.model
+    n, w = input_ids.shape
+    h = inner.embed_tokens(input_ids)
+    cos, signed_sin = rope_tables(inner, h, position_ids)  # [n, W, D]
+    cos, signed_sin = cos[:, None], signed_sin[:, None]  # broadcast over heads
+    for layer in inner.layers[: base.config.num_hidden_layers]:
+        att = layer.self_attn
+        x = rms_norm(layer.input_layernorm, h)
+        q = att.q_proj(x).view(n, w, -1, att.head_dim).transpose(1, 2)  # [n, H, W, D]
+        k = att.k_proj(x).view(n, w, -1, att.head_dim).transpose(1, 2)
+        v = att.v_proj(x).view(n, w, -1, att.head_dim).transpose(1, 2)
+        q, k = rope(q, cos, signed_sin), rope(k, cos, signed_sin)
+        gqa = k.shape[1] != q.shape[1]
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, scale=att.scaling, enable_gqa=gqa)
+        h = h + att.o_proj(a.transpose(1, 2).reshape(n, w, -1))
+        h = h + layer.mlp(rms_norm(layer.post_attention_layernorm, h))
+    return rms_norm(inner.norm, h[src_row, src_col])
+
+
+def lm_head_of(model: nn.Module) -> nn.Module:
+    """The LM head module (under a PEFT wrapper too)."""
+    return base_causal_lm(model).lm_head
