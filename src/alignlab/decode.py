@@ -91,12 +91,12 @@ def rope_tables(inner: nn.Module, h: torch.Tensor, positions: torch.Tensor) -> t
     return cos, torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
 
 
-_RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "MistralRMSNorm")
+RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "MistralRMSNorm")
 
 
 def rms_norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's RMSNorm; in fp32 as one fused `F.rms_norm` (bit-identical there, one op instead of eight)."""
-    if x.dtype == torch.float32 and type(module).__name__ in _RMS_NORMS:
+    if x.dtype == torch.float32 and type(module).__name__ in RMS_NORMS:
         return F.rms_norm(x, x.shape[-1:], module.weight, module.variance_epsilon)
     return module(x)
 

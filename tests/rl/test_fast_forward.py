@@ -5,6 +5,8 @@ Llama; and the transformers path whenever the fast one cannot be exact."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -58,11 +60,16 @@ def test_fast_packed_forward_equals_the_transformers_forward(models, name, monke
     fast = _outputs(model, rows)
     monkeypatch.setattr(row_packing, "fast_forward_reason", lambda m, w: "off for the test")
     slow = _outputs(model, rows)
+    exact = _outputs(copy.deepcopy(model).double(), rows)  # the transformers forward in float64: the truth
     torch.testing.assert_close(fast[0], slow[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast[1], slow[1], atol=1e-5, rtol=1e-5)
-    assert fast[2].keys() == slow[2].keys() and len(fast[2]) > 0
-    for n in fast[2]:
-        torch.testing.assert_close(fast[2][n], slow[2][n], atol=1e-5, rtol=1e-4, msg=n)
+    assert fast[2].keys() == slow[2].keys() == exact[2].keys() and len(fast[2]) > 0
+
+    def err(grads: dict[str, torch.Tensor], n: str) -> float:
+        return float((grads[n].double() - exact[2][n]).norm() / exact[2][n].norm().clamp_min(1e-12))
+
+    for n in fast[2]:  # fp32 gradients as close to the float64 ones as transformers' own fp32 gradients
+        assert err(fast[2], n) <= 1.5 * err(slow[2], n) + 1e-6, (n, err(fast[2], n), err(slow[2], n))
 
 
 def test_models_the_fast_forward_cannot_reproduce_are_named(models, tiny_dir):

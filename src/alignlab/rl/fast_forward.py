@@ -24,7 +24,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alignlab.decode import base_causal_lm, fast_decoder_reason, rms_norm, rope, rope_tables
+from alignlab.decode import (
+    RMS_NORMS,
+    base_causal_lm,
+    fast_decoder_reason,
+    rms_norm,
+    rope,
+    rope_tables,
+)
+
+
+class _RMSNorm(torch.autograd.Function):
+    """y = x·r·w with r = 1/sqrt(mean(x²) + ε) over the last dim, and its gradient in closed form:
+
+        ∂w = Σ_rows g·x̂,   ∂x = r·(g·w − x̂·mean(g·w·x̂)),   x̂ = x·r
+
+    (8 elementwise passes instead of autograd's ~20 through pow/mean/rsqrt/mul; same forward values
+    as `F.rms_norm`, gradients equal to float rounding)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        r = torch.rsqrt(x.square().mean(-1, keepdim=True).add_(eps))
+        xn = x * r
+        ctx.save_for_backward(xn, r, weight)
+        return xn * weight
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        xn, r, weight = ctx.saved_tensors
+        gw = (g * xn).reshape(-1, xn.shape[-1]).sum(0) if ctx.needs_input_grad[1] else None
+        gxn = g * weight
+        gx = (gxn - xn * (gxn * xn).mean(-1, keepdim=True)).mul_(r) if ctx.needs_input_grad[0] else None
+        return gx, gw, None
+
+
+def _norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's RMSNorm: with gradients in fp32 through `_RMSNorm`, otherwise `alignlab.decode.rms_norm`."""
+    if torch.is_grad_enabled() and x.dtype == torch.float32 and type(module).__name__ in RMS_NORMS:
+        return _RMSNorm.apply(x, module.weight, module.variance_epsilon)
+    return rms_norm(module, x)
 
 
 def fast_forward_reason(model: nn.Module, width: int) -> str | None:
@@ -57,7 +95,7 @@ def packed_head_inputs(model: nn.Module, input_ids: torch.Tensor, position_ids: 
     cos, signed_sin = cos[:, None], signed_sin[:, None]  # broadcast over heads
     for layer in inner.layers[: base.config.num_hidden_layers]:
         att = layer.self_attn
-        x = rms_norm(layer.input_layernorm, h)
+        x = _norm(layer.input_layernorm, h)
         q = att.q_proj(x).view(n, w, -1, att.head_dim).transpose(1, 2)  # [n, H, W, D]
         k = att.k_proj(x).view(n, w, -1, att.head_dim).transpose(1, 2)
         v = att.v_proj(x).view(n, w, -1, att.head_dim).transpose(1, 2)
@@ -65,8 +103,8 @@ def packed_head_inputs(model: nn.Module, input_ids: torch.Tensor, position_ids: 
         gqa = k.shape[1] != q.shape[1]
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, scale=att.scaling, enable_gqa=gqa)
         h = h + att.o_proj(a.transpose(1, 2).reshape(n, w, -1))
-        h = h + layer.mlp(rms_norm(layer.post_attention_layernorm, h))
-    return rms_norm(inner.norm, h[src_row, src_col])
+        h = h + layer.mlp(_norm(layer.post_attention_layernorm, h))
+    return _norm(inner.norm, h[src_row, src_col])
 
 
 def lm_head_of(model: nn.Module) -> nn.Module:
