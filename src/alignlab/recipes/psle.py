@@ -50,7 +50,7 @@ class PSLEConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=lambda: TrainSettings(
         lr=3e-4, batch_size=16, grad_accum=1, save_every=5, max_grad_norm=1.0))
-    principle: str = ""  # required; testbed:<kind> or literal text; before a text prompt / the system message
+    principle: str = ""  # required; a built-in principle name (alignlab.resolve.principle) or literal text; before a text prompt / the system message
     queries: str = ""  # required; a resolver name or a .jsonl ({"prompt": str | messages}) / .txt file
     n_queries: int = bounded(512, ge=1)  # size of a generated query pool (a file's rows are all used)
     eval_queries: int = bounded(64, ge=1)  # held-out queries: reward of plain-query samples before vs after
