@@ -82,10 +82,16 @@ def test_resolver_serves_the_hard_split_with_fresh_tests():
     assert p.test.count("assert candidate(") == 3 and run_programs([p.reference_program()])[0].passed
 
 
-def test_akd_row_distils_teacher_into_student_on_the_hard_family(tmp_path: Path):
+def test_akd_rows_pair_student_tiny_on_plain_and_teacher_student_on_the_hard_family(tmp_path: Path):
+    from alignlab.claims.rows import akd_teacher
+
     ctx = RowContext(tmp_path, quick=True, models={"teacher": "T", "student": "S", "tiny": "t"})
     for plain in (False, True):
-        cfg = akd_row.config(ctx, 0, plain)
+        cfg = akd_row.config(ctx, 0, plain, akd_row.TEACHER_STUDENT)
         assert (cfg.teacher.name_or_path, cfg.student.name_or_path, cfg.problems) == ("T", "S", "testbed:hard")
         assert cfg.max_pairs_per_exercise == (0 if plain else 4)
+        cfg = akd_row.config(ctx, 0, plain)
+        assert (cfg.teacher.name_or_path, cfg.student.name_or_path, cfg.problems) == ("S", "t", "testbed")
+    assert (akd_row.ROW.key, akd_teacher.ROW.key) == ("akd", "akd_teacher")
+    assert "teacher → student" in akd_teacher.ROW.claim and "student → tiny" in akd_row.ROW.claim
     assert akd_row.untestable([{"before_pass@1": 0.95}] * 3) and not akd_row.untestable([{"before_pass@1": 0.08}] * 3)
