@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from alignlab.claims.registry import REAL_MODEL, ROWS
+from alignlab.claims.registry import ON_REQUEST, REAL_MODEL, ROWS
 
 
 def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[str] | None = None,
@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "several seeds and 95-percent t intervals; write DIR/CLAIMS.md, DIR/claims.json and "
                                    "DIR/plots/, and print paper | model | claim | measurement | verdict. Rows: "
                                    + ", ".join(ROWS) + f". Rows on a real model ({', '.join(REAL_MODEL)}) run "
-                                   "when named or in a full run, never by default with --quick; without the "
-                                   "model or data they are 'untestable here'.")
+                                   "when named or in a full run (" + ", ".join(ON_REQUEST) + " only when named), never by default "
+                                   "with --quick; without the model or data they are 'untestable here'.")
     p.add_argument("--quick", action="store_true", help="small settings (minutes; a smoke test, not evidence)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per row (≥ 2 for an interval; default 3)")
     p.add_argument("--out", help="output folder (default runs/claims, or runs/claims-quick with --quick)")

@@ -28,7 +28,7 @@ class Sizes:
     n_eval: int
 
 
-SIZES = {True: Sizes(steps=2, batch=4, n_eval=8), False: Sizes(steps=24, batch=8, n_eval=48)}
+SIZES = {True: Sizes(steps=2, batch=4, n_eval=8), False: Sizes(steps=20, batch=4, n_eval=32)}
 
 
 def split_pairs(rows: list[dict], n_train: int, n_eval: int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -76,6 +76,6 @@ ROW = ClaimRow(
     extra_keys=("cal_minus_dpo_chosen_reward", "dpo_rejected_reward", "cal_dpo_rejected_reward", "dpo_accuracy",
                 "cal_dpo_accuracy"),
     setup=f"{real_smollm2.MODEL}-Instruct (real:smollm2), LoRA r = {RANK} on q/k/v/o, reference = base with the "
-          f"adapter off; seeded draws of HH-RLHF harmless-base pairs: 24 steps × 8 pairs (quick 2 × 4), 48 held out "
+          f"adapter off; seeded draws of HH-RLHF harmless-base pairs: 20 steps × 4 pairs (quick 2 × 4), 32 held out "
           f"(quick 8), max 256 tokens; β = {BETA}, lr {LR:g}; no gold reward here, so no equal-drift test",
 )
