@@ -7,13 +7,15 @@ gradients:
 
     h = embed(ids);  cos, sin = rotary(position_ids)            # positions restart per sequence
     per layer:  x = rms(h);  q, k, v = proj(x);  q, k = rope(q), rope(k)
-                h += o_proj(SDPA(q, k, v, block-diagonal causal mask))
-                h += mlp(rms(h))
-    out = rms_final(h[src_row, src_col])                        # the final norm only where read
+                a = SDPA(q, k, v, block-diagonal causal mask)
+                last layer only: h, a = h[src], a[src]          # keys/values need every position,
+                h += o_proj(a);  h += mlp(rms(h))               # the rest only the read ones
+    out = rms_final(h)
 
-Same arithmetic as the transformers forward (fp32 RMSNorm as one fused op, RoPE as a roll), without
-its per-call work: mask preparation, output dataclasses, kwargs plumbing, output capturing, and
-the final norm over every position. `fast_forward_reason` says why a model cannot take it (then
+Same arithmetic as the transformers forward (RoPE as a roll, RMSNorm with a closed-form gradient),
+without its per-call work (mask preparation, output dataclasses, kwargs plumbing, output
+capturing) and without the last layer's o_proj, MLP and final norm at positions nobody reads
+(the prompt's and the last token's: ~30 % of a student rollout's positions, ~17 % of a 10M's). `fast_forward_reason` says why a model cannot take it (then
 the caller uses the transformers forward): the fast decoder's conditions (architecture, hooks,
 wrappers, RoPE type), gradient checkpointing, or attention dropout while training.
 """
@@ -93,7 +95,8 @@ def packed_head_inputs(model: nn.Module, input_ids: torch.Tensor, position_ids: 
     h = inner.embed_tokens(input_ids)
     cos, signed_sin = rope_tables(inner, h, position_ids)  # [n, W, D]
     cos, signed_sin = cos[:, None], signed_sin[:, None]  # broadcast over heads
-    for layer in inner.layers[: base.config.num_hidden_layers]:
+    layers = inner.layers[: base.config.num_hidden_layers]
+    for i, layer in enumerate(layers):
         att = layer.self_attn
         x = _norm(layer.input_layernorm, h)
         q = att.q_proj(x).view(n, w, -1, att.head_dim).transpose(1, 2)  # [n, H, W, D]
@@ -102,9 +105,12 @@ def packed_head_inputs(model: nn.Module, input_ids: torch.Tensor, position_ids: 
         q, k = rope(q, cos, signed_sin), rope(k, cos, signed_sin)
         gqa = k.shape[1] != q.shape[1]
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, scale=att.scaling, enable_gqa=gqa)
-        h = h + att.o_proj(a.transpose(1, 2).reshape(n, w, -1))
+        a = a.transpose(1, 2).reshape(n, w, -1)
+        if i == len(layers) - 1:  # nothing reads the other positions of the last layer: o_proj + MLP where read
+            h, a = h[src_row, src_col], a[src_row, src_col]
+        h = h + att.o_proj(a)
         h = h + layer.mlp(_norm(layer.post_attention_layernorm, h))
-    return _norm(inner.norm, h[src_row, src_col])
+    return _norm(inner.norm, h)
 
 
 def lm_head_of(model: nn.Module) -> nn.Module:
