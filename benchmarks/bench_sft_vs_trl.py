@@ -85,9 +85,10 @@ def worker_ours(a: argparse.Namespace) -> dict:
 
     def timed_fit(self, items, *args, **kwargs):
         timing["flops"] = counted_flops(self.unwrapped, list(items))
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = orig_fit(self, items, *args, **kwargs)
         timing["seconds"] = time.perf_counter() - t
+        timing["cpu_seconds"] = time.process_time() - c
         return out
 
     Trainer.fit = timed_fit
@@ -99,7 +100,8 @@ def worker_ours(a: argparse.Namespace) -> dict:
     with PeakRSS() as mem:
         before = _rss_mb()
         res = sft.run(cfg)
-    return {"side": "alignlab", "seconds": timing["seconds"], "flops": timing["flops"], "peak_rss_mb": mem.peak,
+    return {"side": "alignlab", "seconds": timing["seconds"], "cpu_seconds": timing["cpu_seconds"],
+            "flops": timing["flops"], "peak_rss_mb": mem.peak,
             "rss_before_mb": before, "final_loss": res.metrics["loss"]}
 
 
@@ -124,10 +126,10 @@ def worker_trl(a: argparse.Namespace) -> dict:
                          save_strategy="no", report_to=[], seed=0, dataloader_num_workers=0, disable_tqdm=True,
                          adam_epsilon=1e-8)
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = trainer.train()
-        seconds = time.perf_counter() - t
-    return {"side": "trl", "seconds": seconds, "peak_rss_mb": mem.peak, "rss_before_mb": before,
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
+    return {"side": "trl", "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": mem.peak, "rss_before_mb": before,
             "final_loss": last_logged_loss(trainer, out.training_loss)}
 
 
@@ -179,6 +181,7 @@ def main() -> None:
             r = run_worker(side, folder, data, a, tmp / f"{name}-{side}-{rep}")
             runs[r["side"]].append(r)
             print(f"{name} rep {rep} {r['side']}: {a.steps * a.batch / r['seconds']:.1f} seq/s, "
+                  f"{r['cpu_seconds']:.1f} CPU s, "
                   f"peak {r['peak_rss_mb']:.0f} MB, loss {r['final_loss']:.3f}, load {os.getloadavg()[0]:.1f}",
                   flush=True)
         peak = max(peak, measure_peak(model_widths(folder), a.threads), key=lambda p: p["gflops"])
@@ -189,10 +192,14 @@ def main() -> None:
             "model": name, "params": params, "ours_seq_s": n / med["alignlab"]["seconds"],
             "trl_seq_s": n / med["trl"]["seconds"],
             "speedup": statistics.median(t["seconds"] / o["seconds"] for o, t in zip(runs["alignlab"], runs["trl"])),
+            "speedup_cpu": statistics.median(t["cpu_seconds"] / o["cpu_seconds"]
+                                             for o, t in zip(runs["alignlab"], runs["trl"])),
             "ours_gflops": work / med["alignlab"]["seconds"] / 1e9, "trl_gflops": work / med["trl"]["seconds"] / 1e9,
             "peak": peak, "ours_mb": med["alignlab"]["peak_rss_mb"], "trl_mb": med["trl"]["peak_rss_mb"],
             "ours_runs": [round(n / r["seconds"], 2) for r in runs["alignlab"]],
             "trl_runs": [round(n / r["seconds"], 2) for r in runs["trl"]],
+            "ours_cpu": [round(r["cpu_seconds"], 1) for r in runs["alignlab"]],
+            "trl_cpu": [round(r["cpu_seconds"], 1) for r in runs["trl"]],
         })
     write_results(Path(a.results), table, a, load_start, os.getloadavg()[0])
     print(Path(a.results).read_text())
@@ -217,20 +224,23 @@ def write_results(path: Path, table: list[dict], a: argparse.Namespace, load_sta
         f"lr={a.lr}, clip 1.0, no gradient checkpointing, TRL packing=False. torch {torch.__version__}, "
         f"transformers {transformers.__version__}, TRL {trl.__version__}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs. Median of {a.reps} interleaved runs per side.", "",
-        "Speed-up = median of per-repetition (TRL time / alignlab time). GFLOP/s = counted FLOPs (benchmarks/flops.py; "
+        "Speed-up = median of per-repetition (TRL time / alignlab time), in wall time and in process CPU time "
+        "(less sensitive to other jobs on a shared machine). GFLOP/s = counted FLOPs (benchmarks/flops.py; "
         "same count for both sides) / training-loop time; % = of the fp32 GEMM peak measured in this run.", "",
-        "| model (params) | alignlab seq/s | TRL seq/s | speed-up | alignlab GFLOP/s (% peak) | TRL GFLOP/s (% peak) "
-        "| GEMM peak GFLOP/s | alignlab peak RSS MB | TRL peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model (params) | alignlab seq/s | TRL seq/s | speed-up (wall) | speed-up (CPU) | alignlab GFLOP/s (% peak) "
+        "| TRL GFLOP/s (% peak) | GEMM peak GFLOP/s | alignlab peak RSS MB | TRL peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         pk = r["peak"]["gflops"]
         lines.append(f"| {r['model']} ({r['params'] / 1e6:.1f}M) | {r['ours_seq_s']:.1f} | {r['trl_seq_s']:.1f} | "
-                     f"{r['speedup']:.2f}× | {r['ours_gflops']:.1f} ({100 * r['ours_gflops'] / pk:.0f} %) | "
+                     f"{r['speedup']:.2f}× | {r['speedup_cpu']:.2f}× | {r['ours_gflops']:.1f} ({100 * r['ours_gflops'] / pk:.0f} %) | "
                      f"{r['trl_gflops']:.1f} ({100 * r['trl_gflops'] / pk:.0f} %) | {pk:.0f} (n={r['peak']['size']}) | "
                      f"{r['ours_mb']:.0f} | {r['trl_mb']:.0f} |")
     lines += ["", "Per-run seq/s: " + "; ".join(f"{r['model']}: alignlab {r['ours_runs']}, TRL {r['trl_runs']}"
-                                              for r in table), ""]
+                                              for r in table),
+              "", "Per-run CPU seconds: " + "; ".join(f"{r['model']}: alignlab {r['ours_cpu']}, TRL {r['trl_cpu']}"
+                                                    for r in table), ""]
     marker = "<!-- measurements below are kept when the benchmark is rerun -->"
     kept = path.read_text().split(marker, 1)[1] if path.exists() and marker in path.read_text() else "\n"
     path.write_text("\n".join(lines) + "\n" + marker + kept)
