@@ -34,7 +34,7 @@ class Sizes:
 
 
 SIZES = {True: Sizes(tqa_fit=12, tqa_eval=8, bbq_fit=12, bbq_eval=12),
-         False: Sizes(tqa_fit=80, tqa_eval=60, bbq_fit=100, bbq_eval=120)}
+         False: Sizes(tqa_fit=40, tqa_eval=30, bbq_fit=40, bbq_eval=48)}  # 80/60/100/120: > 23 min a seed at load 5–10
 
 
 def first_line(texts: list[str]) -> list[str]:
@@ -116,7 +116,7 @@ ROW = ClaimRow(
     extra_keys=("mc1_before", "mc1_after", "mc2_gain", "bias_ambig_before", "bias_ambig_after",
                 "bias_disambig_before", "bias_disambig_after", "bias_accuracy_before", "bias_accuracy_after"),
     setup=f"{real_smollm2.MODEL}-Instruct (real:smollm2); linear SEA at the top-{TOP_LAYERS} MLP-output layers by the "
-          f"layer heuristic; TruthfulQA: seeded split, 80 fitting / 60 held-out questions (quick 12 / 8), K = {K_TRUTH}; "
-          f"BBQ (4 categories): seeded split, 100 demonstrations / 120 held-out questions (quick 12 / 12), "
+          f"layer heuristic; TruthfulQA: seeded split, 40 fitting / 30 held-out questions (quick 12 / 8), K = {K_TRUTH}; "
+          f"BBQ (4 categories): seeded split, 40 demonstrations / 48 held-out questions (quick 12 / 12), "
           f"K = {K_BIAS}; MC by summed, BBQ options by mean log-prob per token",
 )
