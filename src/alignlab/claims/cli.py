@@ -34,6 +34,20 @@ def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[
     return written
 
 
+def merge_claims(folders: list[str], out: str | Path, command: str = "") -> dict[str, Path]:
+    """Combine finished runs' rows into one report under `out` (no row is measured again)."""
+    from alignlab.claims.merge import merge_runs
+    from alignlab.claims.report import table_rows, write_all
+    from alignlab.progress import print_table, say
+
+    outcomes, facts = merge_runs(folders)
+    out = Path(out)
+    written = write_all(outcomes, facts, command or f"alignlab claims --merge {' '.join(folders)} --out {out}", out)
+    print_table("alignlab claims — merged runs", table_rows(outcomes))
+    say(f"claims: {len(outcomes)} row(s) from {len(folders)} run(s) → {written['markdown']}, {written['json']}")
+    return written
+
+
 def _rows_arg(text: str) -> list[str]:
     keys = [k.strip() for k in text.split(",") if k.strip()]
     unknown = [k for k in keys if k not in ROWS]
@@ -55,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default runs/claims, or runs/claims-quick with --quick)")
     p.add_argument("--rows", type=_rows_arg, help="comma-separated rows to run (default: all; with --quick all "
                                                   "but the real-model rows), e.g. sft,cal_dpo")
+    p.add_argument("--merge", nargs="+", metavar="RUN_DIR",
+                   help="measure nothing: combine the claims.json of finished runs (e.g. rows run on other machines) "
+                        "into one CLAIMS.md under --out, each row re-judged from its per-seed numbers")
     p.add_argument("--data", help="folder of the public data files the real-model rows read (TruthfulQA, BBQ, "
                                   "tinyshakespeare; default $ALIGNLAB_DATA, else ../shared/data)")
 
@@ -62,6 +79,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         if a.seeds < 1:
             p.error("--seeds must be ≥ 1")
         out = a.out or ("runs/claims-quick" if a.quick else "runs/claims")
+        if a.merge:
+            if a.rows or a.quick:
+                p.error("--merge combines finished runs; it takes no --rows or --quick")
+            merge_claims(a.merge, out, command=shlex.join(["alignlab", *sys.argv[1:]]))
+            return 0
         run_claims(out, a.quick, a.seeds, a.rows, command=shlex.join(["alignlab", *sys.argv[1:]]), data=a.data)
         return 0
 

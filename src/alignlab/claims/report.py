@@ -85,7 +85,14 @@ def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str
              f"Command: `{command}`  ", f"Settings: {mode}; seeds {facts['seeds']}; "
              f"wall time {facts['seconds'] / 60:.1f} min; load average (1/5/15 min) at start {facts['load_average_start']}, "
              f"at end {facts['load_average_end']}; {facts['cpu_count']} CPUs, one torch thread; written "
-             f"{time.strftime('%Y-%m-%d %H:%M')}.", "", f"Intervals: {INTERVAL}.", "", f"Verdict rule: {RULE}", "",
+             f"{time.strftime('%Y-%m-%d %H:%M')}.", ""]
+    if facts.get("sources"):  # a merged report (`alignlab claims --merge`): where each row was measured
+        lines += ["Merged from these runs (wall time = the rows' own times added up; each row re-judged from its "
+                  "per-seed numbers):", ""]
+        lines += [f"- `{src['command']}` — rows {', '.join(src['rows'])}; {float(src['seconds'] or 0) / 60:.1f} min, "
+                  f"load average {src['load_average_start']} → {src['load_average_end']}" for src in facts["sources"]]
+        lines.append("")
+    lines += [f"Intervals: {INTERVAL}.", "", f"Verdict rule: {RULE}", "",
              "| paper | model | claim | our measurement (mean [95 % interval]) | verdict |", "|---|---|---|---|---|"]
     lines += [f"| {_md_escape(r['paper'])} | {_md_escape(r['model'])} | {_md_escape(r['claim'])} | "
               f"{_md_escape(r['our measurement'])} | {_md_escape(r['verdict'])} |" for r in table_rows(outcomes)]

@@ -1,0 +1,83 @@
+"""Combine finished `alignlab claims` runs (e.g. rows run on different machines or at different
+times) into one report: every row is re-judged from the per-seed numbers its run saved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from alignlab.claims.runner import RowOutcome, judge
+from alignlab.errors import DataError
+
+
+def read_run(folder: str | Path) -> dict[str, Any]:
+    """DIR/claims.json of a finished run; a clear DataError naming the file when absent or broken."""
+    path = Path(folder) / "claims.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no claims.json here (give the --out folder of a finished `alignlab claims` run)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not readable as claims JSON ({e})") from e
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise DataError(f"{path}: no 'rows' list — not the claims.json of an `alignlab claims` run")
+    if data.get("partial"):
+        raise DataError(f"{path}: a partial run (it was still going or was stopped); rerun or wait for it to finish")
+    return data
+
+
+def _number(v: Any) -> float:
+    return float("nan") if v is None else float(v)  # claims.json writes NaN as null
+
+
+def outcome_from_dict(d: dict[str, Any], where: str) -> RowOutcome:
+    """A saved row re-judged from its per-seed numbers (the verdict rule of this version); a row
+    that never measured (failed seed, model or data absent) keeps its saved verdict and reason."""
+    from alignlab.claims.registry import load_rows
+    from alignlab.claims.row import SeedResult
+
+    try:
+        row = load_rows([d["key"]])[0]
+        per_seed = d["per_seed"]
+        seeds = [int(s) for s in per_seed]
+        results = [SeedResult({k: _number(v) for k, v in r["numbers"].items()},
+                              {k: (list(xy[0]), list(xy[1])) for k, xy in (r.get("curves") or {}).items()},
+                              r.get("note", "")) for r in per_seed.values()]
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise DataError(f"{where}: row {d.get('key', '?')!r} is not a saved claims row ({e})") from e
+    if d.get("error") or not results:
+        out = RowOutcome(row, seeds, results, verdict=d.get("verdict", ""), reason=d.get("reason", ""),
+                         error=d.get("error", ""))
+    else:
+        out = judge(row, seeds, results)
+    out.seconds = float(d.get("seconds") or 0.0)
+    return out
+
+
+def merge_runs(folders: list[str | Path]) -> tuple[list[RowOutcome], dict[str, Any]]:
+    """The rows of every run, in the registry's table order (a row in several runs: the later
+    folder wins), and facts naming each source run (command, wall time, load)."""
+    from alignlab.claims.registry import ROWS
+
+    if not folders:
+        raise DataError("--merge needs at least one claims run folder")
+    runs = [(str(f), read_run(f)) for f in folders]
+    modes = {f: "quick" if data.get("quick") else "full" for f, data in runs}
+    if len(set(modes.values())) > 1:
+        raise DataError("cannot merge quick and full runs: " + ", ".join(f"{f} ({m})" for f, m in modes.items()))
+    by_key: dict[str, RowOutcome] = {}
+    for f, data in runs:
+        for d in data["rows"]:
+            o = outcome_from_dict(d, str(Path(f) / "claims.json"))
+            by_key[o.row.key] = o
+    outcomes = [by_key[k] for k in ROWS if k in by_key]
+    sources = [{"folder": f, "command": data.get("command", ""), "seconds": data.get("seconds", 0.0),
+                "load_average_start": data.get("load_average_start"), "load_average_end": data.get("load_average_end"),
+                "rows": [d.get("key") for d in data["rows"]]} for f, data in runs]
+    facts = {"seconds": round(sum(o.seconds for o in outcomes), 1), "quick": runs[0][1].get("quick", False),
+             "seeds": sorted({s for o in outcomes for s in o.seeds}),
+             "load_average_start": sources[0]["load_average_start"], "load_average_end": sources[-1]["load_average_end"],
+             "cpu_count": runs[0][1].get("cpu_count"), "sources": sources,
+             "models": {k: v for _, data in runs for k, v in (data.get("models") or {}).items()}}
+    return outcomes, facts
