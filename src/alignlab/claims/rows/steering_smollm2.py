@@ -15,11 +15,10 @@ for each harder level; where it breaks: the levels whose shift interval no longe
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common, real_smollm2
-from alignlab.claims.rows.steering import BASE, HARDER, summary
+from alignlab.claims.rows.steering import BASE, HARDER, Sizes, summary
 
 LAYER, COEFFICIENT, TEMPERATURE = 10, 1.0, 0.7  # layer ≈ depth / 3; |c| ≥ 2 breaks fluency (RESULTS_inference.md)
 CORPUS = "corpus/tinyshakespeare_input.txt"
@@ -28,13 +27,6 @@ SUBJECTS = ("food", "hotel", "movie", "service", "concert", "room", "staff", "bo
 POSITIVE, NEGATIVE = ("great", "wonderful", "excellent", "amazing", "lovely"), ("terrible", "awful", "horrible", "bad", "boring")
 SHOT_TONES = ("fine", "ok", "average")
 NEUTRAL = "Instruction: stay strictly neutral and factual; do not praise or criticise anything."
-
-
-@dataclass(frozen=True)
-class Sizes:
-    pairs: int
-    prompts: int
-    new_tokens: int
 
 
 SIZES = {True: Sizes(pairs=16, prompts=6, new_tokens=12), False: Sizes(pairs=48, prompts=24, new_tokens=24)}
