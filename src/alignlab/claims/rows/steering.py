@@ -47,16 +47,23 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
     conds = [limits.Condition(name, list(ps)) for name, ps in levels.items()]
     ev = limits.generation_evaluator(model, tok, lambda: vec.apply(model, COEFFICIENT, layer),
                                      lambda t: common.gold([t])[0], size.new_tokens, seed=seed)
-    rows = {r["condition"]: r for r in limits.limits_study(conds, ev, tok)}
+    return study_result({r["condition"]: r for r in limits.limits_study(conds, ev, tok)}, seed)
+
+
+def study_result(rows: dict[str, dict], seed: int, unsteered: bool = False) -> SeedResult:
+    """One seed of a limits study: the shift (and, if asked, the unsteered score) and prompt
+    tokens of every context level, each harder level's drop against plain, shift vs length."""
     numbers = {}
     for name, r in rows.items():
         numbers[f"shift_{name}"] = r["shift"]
+        if unsteered:
+            numbers[f"unsteered_{name}"] = r["unsteered"]
         numbers[f"tokens_{name}"] = r["prompt_tokens"]
     for name in HARDER:
         numbers[f"drop_{name}"] = rows[name]["shift"] - rows[BASE]["shift"]
     order = sorted(rows, key=lambda n: rows[n]["prompt_tokens"])
     curve = ([rows[n]["prompt_tokens"] for n in order], [rows[n]["shift"] for n in order])
-    return SeedResult(numbers, {f"seed {seed}": curve}, note="conditions by prompt length: " + ", ".join(order))
+    return SeedResult(numbers, {f"seed {seed}": curve}, note="levels by prompt length: " + ", ".join(order))
 
 
 def summary(iv: dict[str, Interval]) -> str:

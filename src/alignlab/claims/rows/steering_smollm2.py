@@ -18,7 +18,7 @@ import random
 
 from alignlab.claims.row import ClaimRow, ClaimTest, RowContext, SeedResult
 from alignlab.claims.rows import common, real_smollm2
-from alignlab.claims.rows.steering import BASE, HARDER, Sizes, summary
+from alignlab.claims.rows.steering import BASE, HARDER, Sizes, study_result, summary
 
 LAYER, COEFFICIENT, TEMPERATURE = 10, 1.0, 0.7  # layer ≈ depth / 3; |c| ≥ 2 breaks fluency (RESULTS_inference.md)
 CORPUS = "corpus/tinyshakespeare_input.txt"
@@ -93,17 +93,7 @@ def measure(ctx: RowContext, seed: int) -> SeedResult:
     conds = [limits.Condition(name, ps) for name, ps in levels.items()]
     ev = limits.generation_evaluator(model, tok, lambda: vec.apply(model, COEFFICIENT, LAYER),
                                      lambda t: common.gold([t])[0], size.new_tokens, TEMPERATURE, seed=seed)
-    rows = {r["condition"]: r for r in limits.limits_study(conds, ev, tok)}
-    numbers = {}
-    for name, r in rows.items():
-        numbers[f"shift_{name}"] = r["shift"]
-        numbers[f"unsteered_{name}"] = r["unsteered"]
-        numbers[f"tokens_{name}"] = r["prompt_tokens"]
-    for name in HARDER:
-        numbers[f"drop_{name}"] = rows[name]["shift"] - rows[BASE]["shift"]
-    order = sorted(rows, key=lambda n: rows[n]["prompt_tokens"])
-    curve = ([rows[n]["prompt_tokens"] for n in order], [rows[n]["shift"] for n in order])
-    return SeedResult(numbers, {f"seed {seed}": curve}, note="levels by prompt length: " + ", ".join(order))
+    return study_result({r["condition"]: r for r in limits.limits_study(conds, ev, tok)}, seed, unsteered=True)
 
 
 ROW = ClaimRow(
