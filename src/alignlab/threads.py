@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -43,9 +45,6 @@ def busy_cores(interval: float = 0.5) -> float:
     that just trained its tokenizer would otherwise see itself as a competing job); falls back
     to the load average where /proc/stat does not exist.
     """
-    import os
-    import time
-
     try:
         b0, t0 = _busy_jiffies()
         own0 = sum(os.times()[:2])
@@ -55,9 +54,8 @@ def busy_cores(interval: float = 0.5) -> float:
     except (OSError, ValueError, IndexError):
         return os.getloadavg()[0]
     cores = os.cpu_count() or 1
-    hz = os.sysconf("SC_CLK_TCK")
-    busy = (b1 - b0) / max(1, t1 - t0) * cores - own * hz / max(1, t1 - t0) * cores
-    return max(0.0, busy)
+    others = (b1 - b0) - own * os.sysconf("SC_CLK_TCK")  # jiffies of every core, less this process's
+    return max(0.0, others / max(1, t1 - t0) * cores)
 
 
 def threads_for_machine(cores: int | None = None, busy: float | None = None) -> int:
@@ -66,8 +64,6 @@ def threads_for_machine(cores: int | None = None, busy: float | None = None) -> 
     busy = cores kept busy by other processes (`busy_cores`). Two OpenMP threads on a shared
     2-core machine spin-wait and run 5-15× slower than one.
     """
-    import os
-
     cores = cores or os.cpu_count() or 1
     busy = busy_cores() if busy is None else busy
     return max(1, min(cores, cores - round(busy)))

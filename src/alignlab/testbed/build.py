@@ -31,15 +31,6 @@ from alignlab.testbed.world import World, WorldConfig
 BUILD_VERSION = "2"
 
 
-def build_threads(cores: int | None = None, busy: float | None = None) -> int:
-    """Threads for a build: every core on a quiet machine, one per process once others run
-    (`threads.threads_for_machine`: cores kept busy by other processes, measured, not the load
-    average, which also counts this process's own tokenizer training a moment before)."""
-    from alignlab.threads import threads_for_machine
-
-    return threads_for_machine(cores, busy)
-
-
 def _size_hash(world: World, size: ModelSize) -> str:
     blob = json.dumps({"w": world.fingerprint, "s": asdict(size), "v": BUILD_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -139,16 +130,15 @@ def build_model(size_name: str, world: World | None = None, out: Path | None = N
                 progress: bool = True, root: Path | None = None) -> Path:
     """Pretrain one base model on the world's corpus and save it (with its tokenizer)."""
     from alignlab.losses.lm import causal_lm_loss
-    from alignlab.threads import cpu_threads
+    from alignlab.threads import busy_cores, cpu_threads, threads_for_machine
     from alignlab.train.loop import Trainer, seed_everything
 
     world = world or World(WorldConfig())
     size = SIZES[size_name]
-    from alignlab.threads import busy_cores
-
-    load0 = os.getloadavg()[0]
-    busy0 = busy_cores()
-    threads = build_threads(busy=busy0)
+    # threads from the cores *other* processes keep busy (the load average would also count this
+    # process's own tokenizer training a moment before and pick one thread on a quiet machine)
+    load0, busy0 = os.getloadavg()[0], busy_cores()
+    threads = threads_for_machine(busy=busy0)
     t0, cpu0 = time.time(), time.process_time()
     tokenizer = ensure_tokenizer(world, root)
     seed_everything(0)
