@@ -150,6 +150,22 @@ def test_layer_score_prefers_separating_layers():
     assert math.isclose(sea.layer_score(2 * (base + sep), 2 * (base - sep)), separated, rel_tol=1e-9)  # scale-free
 
 
+def test_top_sites_keeps_the_best_scoring_sites_best_first():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(30, 8, generator=g)
+    sep = torch.zeros(8)
+    sep[0] = 3.0
+    a, b, c = Site("resid", 0), Site("resid", 1), Site("mlp", 1)
+    pos = {a: base, b: base + sep, c: base + 2 * sep}
+    neg = {a: base[torch.randperm(30, generator=g)], b: base - sep, c: base - 2 * sep}
+    acts = {"neutral": {s: base for s in pos}, "positive": pos, "negative": neg}
+    top, ranked = sea.top_sites(acts, 2)
+    assert [s for s, _ in ranked][2] == a  # the unseparated site scores last
+    assert list(top["positive"]) == [s for s, _ in ranked[:2]] and set(top) == set(acts)
+    assert top["negative"][b] is neg[b]
+    assert sea.top_sites(acts, 0)[0] is acts  # n ≤ 0 keeps every site
+
+
 def test_bad_inputs_are_clear_errors(tiny):
     model, tok = tiny
     from alignlab.errors import ConfigError, DataError

@@ -41,15 +41,11 @@ FEATURES = ("none", "tanh", "elu", "sqexp")
 FEATURE_NAMES = {"none": "SEA linear", "tanh": "Φ-SEA tanh", "elu": "Φ-SEA elu", "sqexp": "Φ-SEA sq-exp"}
 
 
-def _restrict(acts: dict, sites: list[Site]) -> dict:
-    return {k: {s: v[s] for s in sites} for k, v in acts.items()}
-
-
 def _candidates(acts: dict, n_layers: int, ks: tuple[float, ...]) -> list[tuple[list[Site], float]]:
     """(sites, K) configurations: the heuristic's best layer for MLP and residual sites."""
     out = []
     for kind in ("mlp", "resid") if len(ks) > 1 else ("mlp",):
-        ranked = sea.rank_layers(_restrict(acts, [Site(kind, ly) for ly in range(n_layers)]))
+        ranked = sea.rank_layers(sea.select_sites(acts, [Site(kind, ly) for ly in range(n_layers)]))
         for k in ks:
             out.append(([ranked[0][0]], k))
     return out
@@ -60,7 +56,7 @@ def _select_and_eval(model, acts, n_layers, ks, train_score, test_eval, feature)
     best = None
     cands = _candidates(acts, n_layers, ks)
     for sites, k in cands:
-        editor = sea.fit_from_activations(_restrict(acts, sites), k, k, feature)
+        editor = sea.fit_from_activations(sea.select_sites(acts, sites), k, k, feature)
         if len(cands) == 1:
             best = (0.0, sites, k, editor)
             break

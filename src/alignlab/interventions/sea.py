@@ -287,3 +287,16 @@ def rank_layers(acts: dict[str, dict[Site, torch.Tensor]]) -> list[tuple[Site, f
     """Sites scored by `layer_score`, best first (the layer-selection heuristic)."""
     scores = [(s, layer_score(acts["positive"][s], acts["negative"][s])) for s in acts["positive"]]
     return sorted(scores, key=lambda t: -t[1])
+
+
+def select_sites(acts: dict[str, dict[Site, torch.Tensor]], sites) -> dict[str, dict[Site, torch.Tensor]]:
+    """The collected activations at `sites` only (in that order), for every answer kind."""
+    return {k: {s: v[s] for s in sites} for k, v in acts.items()}
+
+
+def top_sites(acts: dict[str, dict[Site, torch.Tensor]], n: int
+              ) -> tuple[dict[str, dict[Site, torch.Tensor]], list[tuple[Site, float]]]:
+    """(the activations at the n best-scoring sites, best first; every site's score, best first):
+    the layer heuristic applied before fitting. n ≤ 0 keeps every site."""
+    ranked = rank_layers(acts)
+    return (select_sites(acts, [s for s, _ in ranked[:n]]) if n > 0 else acts), ranked

@@ -47,11 +47,7 @@ def _fit(model, tok, cfg: SEAConfig, demos: list):
     from alignlab.interventions.hooks import Site, num_layers
 
     sites = [Site.parse(s) for s in cfg.sites] or [Site("resid", ly) for ly in range(num_layers(model))]
-    acts = sea.collect(model, tok, demos, sites, progress=True)
-    ranked = sea.rank_layers(acts)
-    if cfg.top_layers > 0:
-        keep = {s for s, _ in ranked[: cfg.top_layers]}
-        acts = {k: {s: v for s, v in d.items() if s in keep} for k, d in acts.items()}
+    acts, ranked = sea.top_sites(sea.collect(model, tok, demos, sites, progress=True), cfg.top_layers)
     editor = sea.fit_from_activations(acts, cfg.k_pos, cfg.k_neg, cfg.feature, cfg.center)
     editor.meta["layer_scores"] = {str(s): v for s, v in ranked}
     return editor

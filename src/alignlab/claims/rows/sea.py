@@ -63,8 +63,7 @@ def _bias(ctx: RowContext, seed: int, size: Sizes) -> dict[str, float]:
     w = common.world()
     acts = sea.collect(model, tok, bias_demos(w, size.bias_demos, 1_000 + seed),
                        [Site("resid", ly) for ly in range(num_layers(model))])
-    best = sea.rank_layers(acts)[0][0]
-    editor = sea.fit_from_activations({k: {best: v[best]} for k, v in acts.items()}, 0.9999, 0.9999, "none")
+    editor = sea.fit_from_activations(sea.top_sites(acts, 1)[0], 0.9999, 0.9999, "none")
     questions = bias_questions(w, size.bias_questions, 2_000 + seed)
     before = evaluate_bias(model, tok, questions, prompt_fn=bias_prompt, average=True)
     with editor.apply(model):

@@ -48,8 +48,8 @@ def fit_editor(model, tok, demos, k: float):
     from alignlab.interventions.hooks import Site, num_layers
 
     acts = sea.collect(model, tok, demos, [Site(SITE_KIND, ly) for ly in range(num_layers(model))])
-    keep = [s for s, _ in sea.rank_layers(acts)[:TOP_LAYERS]]
-    return sea.fit_from_activations({n: {s: v[s] for s in keep} for n, v in acts.items()}, k, k, "none"), keep
+    top, ranked = sea.top_sites(acts, TOP_LAYERS)
+    return sea.fit_from_activations(top, k, k, "none"), [s for s, _ in ranked[:TOP_LAYERS]]
 
 
 def _truthfulness(model, tok, path, size: Sizes, seed: int) -> tuple[dict[str, float], list]:
