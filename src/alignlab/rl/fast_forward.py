@@ -112,7 +112,3 @@ def packed_head_inputs(model: nn.Module, input_ids: torch.Tensor, position_ids: 
         h = h + layer.mlp(_norm(layer.post_attention_layernorm, h))
     return _norm(inner.norm, h)
 
-
-def lm_head_of(model: nn.Module) -> nn.Module:
-    """The LM head module (under a PEFT wrapper too)."""
-    return base_causal_lm(model).lm_head

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from alignlab.rl.fast_forward import fast_forward_reason, lm_head_of, packed_head_inputs
+from alignlab.rl.fast_forward import fast_forward_reason, packed_head_inputs
 from alignlab.scoring import (
     Packed,
     chunked_response_logprobs,
@@ -107,7 +107,7 @@ def response_token_logits(model: torch.nn.Module, rows: RowPacking,
     if fast_forward_reason(model, rows.input_ids.shape[1]) is None:
         h = packed_head_inputs(model, rows.input_ids, rows.position_ids, rows.attention_mask, rows.src_row,
                                rows.src_col)
-        return lm_head_of(model)(h), h if hidden else None
+        return core_module(model).get_output_embeddings()(h), h if hidden else None
     caught: list[torch.Tensor] = []
     with head_only_at(model, rows.src_row, rows.src_col) as gathered:
         handle = None
