@@ -15,7 +15,7 @@ from typing import Any
 
 from alignlab.testbed import instructions as ins
 from alignlab.testbed import lexicon as lx
-from alignlab.testbed.code import CodeExercise, make_exercises
+from alignlab.testbed.code import CodeExercise, heldout_split, make_exercises
 from alignlab.testbed.dialogues import make_trees
 
 WORLD_VERSION = "2"
@@ -305,12 +305,12 @@ class World:
 
     @cached_property
     def train_code(self) -> list[CodeExercise]:
-        return [e for i, e in enumerate(self.code_exercises) if i % 5 != 0]
+        return heldout_split(self.code_exercises)[0]
 
     @cached_property
     def heldout_code(self) -> list[CodeExercise]:
-        """Exercises never shown in the corpus (pass@k evaluation)."""
-        return [e for i, e in enumerate(self.code_exercises) if i % 5 == 0]
+        """Exercises never shown in the corpus (pass@k evaluation): every 5th."""
+        return heldout_split(self.code_exercises)[1]
 
     # --- dialogues (OpenAssistant trees) ------------------------------------------------
     def dialogue_trees(self, n: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
