@@ -26,6 +26,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
 
+from alignlab.decode import base_causal_lm
+
 NAME = "alignlab_sdpa_segments"
 KWARG = "alignlab_segments"
 
@@ -76,8 +78,8 @@ AttentionMaskInterface.register(NAME, sdpa_mask)
 
 
 def _core(model: torch.nn.Module) -> torch.nn.Module:
-    core = getattr(model, "module", model)  # DDP
-    return core.get_base_model() if hasattr(core, "get_base_model") else core  # PEFT
+    """The transformers model under DDP and PEFT wrappers."""
+    return base_causal_lm(getattr(model, "module", model))
 
 
 def segments_supported(model: torch.nn.Module) -> bool:
