@@ -108,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     quiet_transformers()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if "torch.distributed" in sys.modules:  # a launched run closes its group (not after an
+            from alignlab.train.sharding import close_process_group  # error: peers may be gone)
+
+            close_process_group()
+        return code
     except AlignlabError as e:
         print(f"alignlab: error: {e}", file=sys.stderr)
         return 2

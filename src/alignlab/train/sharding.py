@@ -138,3 +138,15 @@ def prepare_deepspeed(accelerator: Accelerator, cfg: TrainSettings) -> None:
     plugin = accelerator.state.deepspeed_plugin
     fill_deepspeed_config(plugin.deepspeed_config, deepspeed_values(cfg, accelerator.num_processes))
     accelerator.gradient_accumulation_steps = cfg.grad_accum
+
+
+def close_process_group() -> None:
+    """Leave torch.distributed cleanly at the end of a launched run: a process that exits with
+    its gloo/NCCL group alive can abort in the group's threads ("terminate called without an
+    active exception", exit -6) although its work is done. The barrier lets every process
+    finish its writes first. No-op without a group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
