@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,13 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
+
+
+def _free_port() -> str:
+    """A port nobody listens on now: a fixed one collides with another suite running beside this one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
 
 
 def _losses(run_dir: Path) -> list[float]:
@@ -32,7 +40,7 @@ def test_two_processes_match_one_with_double_batch(tiny_dir, ranking_file, tmp_p
     # On a machine without GPUs, --multi_gpu only selects the torch.distributed launcher; the
     # Trainer's Accelerator sees no GPU and joins the processes over gloo on CPU.
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", _free_port(),
            str(HERE / "mp_prefs_run.py"), str(tiny_dir), str(data), str(tmp_path / "two"), "4"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sys.path.insert(0, str(HERE))
@@ -61,7 +69,7 @@ def test_reference_pass_has_equal_batches_per_process(tiny_dir, tmp_path):
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     launcher = str(Path(sys.executable).parent / "accelerate")
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29534",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", _free_port(),
            str(HERE / "mp_precompute_run.py"), str(tiny_dir), str(tmp_path / "two.json")]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sys.path.insert(0, str(HERE))
