@@ -39,6 +39,9 @@ def test_sea_fit_then_eval_round_trip(tiny_dir, tmp_path, capsys):
         assert _mc(again, model) == pytest.approx(_mc(fitted, model))
     summary = again[-1]
     assert summary["after_mc1"] == _mc(again, "SEA")["mc1"] and summary["sites"] == fitted[-1]["sites"]
+    size = next(r["edit_size"] for r in fitted if "site" in r)  # saved with the editor, read back by eval
+    assert 0 <= size < 2 and summary["edit_size"] == pytest.approx(size)
+    assert ("≈ the identity" in printed) == (size < 0.01)  # the warning when the edit barely moves anything
 
 
 @pytest.mark.parametrize("args, message", [

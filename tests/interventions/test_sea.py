@@ -75,6 +75,40 @@ def test_sea_edit_by_hand_and_norm_preserved():
     assert torch.allclose((e - mu).norm(dim=-1), (h - mu).norm(dim=-1), atol=1e-5)
 
 
+def test_edit_strength_by_hand():
+    h = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    m = torch.diag(torch.tensor([1.0, 0.0]))
+    # [3,4] -> [5,0]: ‖[2,-4]‖/5 = √20/5; [0,2] -> M h = 0, clamped norm: h' = 0, moved ‖h‖/‖h‖ = 1
+    assert sea.edit_strength(h, lambda x: sea.sea_edit(x, m)) == pytest.approx((math.sqrt(20) / 5 + 1) / 2)
+    assert sea.edit_strength(h, lambda x: sea.sea_edit(x, torch.eye(2))) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_a_shared_mean_direction_makes_the_uncentred_edit_an_identity_and_says_so():
+    """Activations = a large common offset + small answer-dependent parts: the uncentred Ω± both
+    put ≥ K of their energy on the offset, k⁺ = k⁻ = 1, M ≈ I; centred, the edit acts."""
+    g = torch.Generator().manual_seed(2)
+    offset = torch.full((16,), 3.0)
+    h = offset + 0.1 * torch.randn(64, 16, generator=g)
+    hp, hn = h + 0.1 * torch.randn(64, 16, generator=g), h + 0.1 * torch.randn(64, 16, generator=g)
+    site = Site("resid", 0)
+    acts = {"neutral": {site: h}, "positive": {site: hp}, "negative": {site: hn}}
+    flat = sea.fit_from_activations(acts, 0.9, 0.9)
+    e = flat.edits[site]
+    assert (e.k_pos, e.k_neg) == (1, 1) and e.strength < sea.WEAK_EDIT
+    assert flat.weak_sites() == [(site, e.strength)]
+    centred = sea.fit_from_activations(acts, 0.9, 0.9, center=True)
+    assert centred.edits[site].strength > sea.WEAK_EDIT and centred.weak_sites() == []
+
+
+def test_strength_is_saved_with_the_editor(tmp_path):
+    h, hp, hn = _acts()
+    site = Site("resid", 1)
+    editor = sea.fit_from_activations({"neutral": {site: h}, "positive": {site: hp}, "negative": {site: hn}}, 0.9, 0.9)
+    assert editor.edits[site].strength == pytest.approx(sea.edit_strength(h, editor.edit_fn(site)))
+    again = sea.SEAEditor.load(editor.save(tmp_path / "ed"))
+    assert again.edits[site].strength == pytest.approx(editor.edits[site].strength)
+
+
 @pytest.mark.parametrize("name", ["tanh", "elu"])
 def test_invertible_feature_maps_round_trip(name):
     x = torch.linspace(-4, 4, 101)

@@ -6,6 +6,8 @@ Fit (per site, from N demonstrations, last-token activations as rows of [N, d]):
   P⁺ = U⁺[:, :k⁺] U⁺[:, :k⁺]ᵀ (keep top positive directions),
   P⁻ = U⁻[:, k⁻:] U⁻[:, k⁻:]ᵀ (remove top negative directions), M = P⁺ + P⁻ precomputed.
 Apply (every token at the same site it was fitted on): h' = M h · ‖h‖ / ‖M h‖.
+Each fitted site records its strength, mean ‖h' − h‖ / ‖h‖ over the fitting activations: below
+1 % (`WEAK_EDIT`) the edit is ≈ the identity and says so (`SEAEditor.weak_sites`).
 `center=True` (an option, off by default as in the paper's formula) fits Ω on mean-centred
 activations and edits h − μ (μ the neutral mean), adding μ back; on the built-in task it hurt.
 Φ-SEA: z = φ(h / s) with s the per-dimension RMS of the neutral activations; the same
@@ -18,7 +20,8 @@ unedited activation and z clamped to [1e-30, 1].
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from alignlab.interventions.hooks import Hooks, Positions, Site, check_site, las
 
 FEATURE_MAPS = ("none", "tanh", "elu", "sqexp")
 _EPS = 1e-6
+WEAK_EDIT = 0.01  # an edit moving activations by less than 1 % on average is ≈ the identity
 
 
 # --- feature maps (pure) ---------------------------------------------------------------
@@ -124,6 +128,16 @@ def phi_sea_edit(h: torch.Tensor, matrix: torch.Tensor, feature: str, scale: tor
     return back * (h.norm(dim=-1, keepdim=True) / back.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
+def edit_strength(h: torch.Tensor, edit: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """mean_i ‖h'_i − h_i‖ / ‖h_i‖ over activations [N, d]: how far an edit moves them (0: identity).
+
+    Why: uncentred activations often share one dominant (mean) direction holding ≥ K of both
+    covariances' energy; then k⁺ = k⁻ = 1, P⁻ removes what P⁺ keeps and M ≈ I, a silent no-op."""
+    h = h.float()
+    moved = (edit(h) - h).norm(dim=-1) / h.norm(dim=-1).clamp_min(1e-12)
+    return float(moved.mean())
+
+
 def layer_score(h_pos: torch.Tensor, h_neg: torch.Tensor) -> float:
     """Sum of singular values of the cross-covariance of stacked ± activations with ± labels.
 
@@ -149,6 +163,7 @@ class SiteEdit:
     k_neg: int
     scale: torch.Tensor  # [d] per-dimension RMS (Φ-SEA), ones for linear
     mean: torch.Tensor | None = None  # [d] centre of the (φ-space) neutral activations; None = uncentred
+    strength: float = math.nan  # `edit_strength` on the fitting activations (neutral answers)
 
 
 @dataclass
@@ -179,6 +194,10 @@ class SEAEditor:
 
         return fn
 
+    def weak_sites(self, threshold: float = WEAK_EDIT) -> list[tuple[Site, float]]:
+        """(site, strength) of the edits that move activations by less than `threshold` (≈ identity)."""
+        return [(s, e.strength) for s, e in self.edits.items() if e.strength < threshold]
+
     def apply(self, model, positions: Positions = "all", sites: Sequence[Site | str] | None = None) -> Hooks:
         """Hooks that edit `model` at the fitted sites (a context manager)."""
         chosen = [Site.parse(s) for s in sites] if sites is not None else list(self.edits)
@@ -202,7 +221,8 @@ class SEAEditor:
             if e.mean is not None:
                 tensors[f"{site}.mean"] = e.mean
         info = {"feature": self.feature, "k_pos": self.k_pos, "k_neg": self.k_neg, "meta": self.meta,
-                "sites": {str(s): {"k_pos": e.k_pos, "k_neg": e.k_neg} for s, e in self.edits.items()}}
+                "sites": {str(s): {"k_pos": e.k_pos, "k_neg": e.k_neg, "strength": e.strength}
+                          for s, e in self.edits.items()}}
         return save_artifact(path, "sea", tensors, info)
 
     @classmethod
@@ -212,7 +232,8 @@ class SEAEditor:
         edits = {}
         for name, ks in info["sites"].items():
             edits[Site.parse(name)] = SiteEdit(tensors[f"{name}.matrix"], ks["k_pos"], ks["k_neg"],
-                                               tensors[f"{name}.scale"], tensors.get(f"{name}.mean"))
+                                               tensors[f"{name}.scale"], tensors.get(f"{name}.mean"),
+                                               float(ks.get("strength", math.nan)))
         return cls(edits, info["feature"], info["k_pos"], info["k_neg"], info.get("meta", {}))
 
 
@@ -272,7 +293,10 @@ def fit_from_activations(acts: dict[str, dict[Site, torch.Tensor]], k_pos: float
         z, zp, zn = (feature_forward(x.float() / scale, feature) for x in (h, hp, hn))
         p_pos, p_neg, kp, kn = projections(z, zp, zn, k_pos, k_neg, center)
         edits[site] = SiteEdit((p_pos + p_neg).float(), kp, kn, scale.float(), z.mean(0).float() if center else None)
-    return SEAEditor(edits, feature, k_pos, k_neg, {"n_demos": len(next(iter(acts["neutral"].values())))})
+    editor = SEAEditor(edits, feature, k_pos, k_neg, {"n_demos": len(next(iter(acts["neutral"].values())))})
+    for site, e in edits.items():
+        e.strength = edit_strength(acts["neutral"][site], editor.edit_fn(site))
+    return editor
 
 
 def fit_sea(model, tokenizer, demos: Sequence[Demo], sites: Sequence[Site | str], k_pos: float = 0.998,

@@ -7,7 +7,8 @@ Data, resolved by `alignlab.resolve`: fit demonstrations `{"prompt", "positive",
 (+ optional `"neutral"`, JSONL) or a built-in name; multiple-choice items to score with and
 without the editor (`eval_data`: JSONL `{"question", "best", "correct", "incorrect"}`, a
 TruthfulQA CSV, or a built-in name; optional when fitting, required for `mode=eval`).
-RUN/metrics.jsonl holds the edited sites with their ranks and the before/after MC rows;
+RUN/metrics.jsonl holds the edited sites with their ranks and edit sizes (a warning when every
+edit is ≈ the identity) and the before/after MC rows;
 RUN/editor is the fitted editor.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from alignlab.config import ModelSettings, bounded
+from alignlab.progress import say
 from alignlab.recipe import RunResult, default_run_dir, register_recipe
 from alignlab.runs import RunDir
 
@@ -76,8 +78,14 @@ def run(cfg: SEAConfig) -> RunResult:
     else:
         editor = sea.SEAEditor.load(cfg.editor)
     for s, e in editor.edits.items():
-        run_dir.log({"site": str(s), "k_pos": e.k_pos, "k_neg": e.k_neg})
-    metrics: dict[str, Any] = {"sites": " ".join(str(s) for s in editor.edits), "feature": editor.feature}
+        run_dir.log({"site": str(s), "k_pos": e.k_pos, "k_neg": e.k_neg, "edit_size": e.strength})
+    metrics: dict[str, Any] = {"sites": " ".join(str(s) for s in editor.edits), "feature": editor.feature,
+                               "edit_size": max(e.strength for e in editor.edits.values())}
+    notes = [f"Editor: {cfg.editor or run_dir.path / 'editor'}. Items: {cfg.eval_data or 'none'}."]
+    weak = editor.weak_sites()
+    if len(weak) == len(editor.edits):
+        notes.append(weak_edit_note(weak, editor.k_pos, editor.k_neg))
+        say(f"warning: {notes[-1]}")
     if mc is not None:
         kw = {"prompt_fn": mc.prompt_fn} if mc.prompt_fn else {}
         before = evaluate_mc(model, tok, mc.items, **kw)
@@ -90,8 +98,16 @@ def run(cfg: SEAConfig) -> RunResult:
     run_dir.log(metrics)
     write_report(run_dir.path, f"SEA ({cfg.mode})", curve_keys=(),
                  tables={"multiple choice": mc_rows(run_dir.metrics()), "edited sites": site_rows(run_dir.metrics())},
-                 notes=[f"Editor: {cfg.editor or run_dir.path / 'editor'}. Items: {cfg.eval_data or 'none'}."])
+                 notes=notes)
     return RunResult(run_dir.path, metrics, run_dir.path / "editor" if cfg.mode == "fit" else None)
+
+
+def weak_edit_note(weak: list, k_pos: float, k_neg: float) -> str:
+    """Why an editor that barely moves activations changes nothing, and what to try instead."""
+    sizes = ", ".join(f"{s} {v:.2%}" for s, v in weak)
+    return (f"the SEA edit is ≈ the identity (mean ‖h′ − h‖ / ‖h‖: {sizes}): one shared direction holds ≥ "
+            f"K (k_pos={k_pos}, k_neg={k_neg}) of both covariances' energy, so P⁻ removes what P⁺ keeps; "
+            "try center=true or smaller k_pos / k_neg")
 
 
 def mc_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -101,7 +117,8 @@ def mc_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def site_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The edited sites with the ranks kept (k⁺, k⁻)."""
-    return [{"site": r["site"], "k_pos": r["k_pos"], "k_neg": r["k_neg"]} for r in records if "site" in r]
+    return [{"site": r["site"], "k_pos": r["k_pos"], "k_neg": r["k_neg"], "edit_size": r.get("edit_size")}
+            for r in records if "site" in r]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

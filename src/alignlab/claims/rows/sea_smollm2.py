@@ -8,8 +8,8 @@ at the top-3 MLP-output layers by the layer heuristic, K = 0.99; MC1 / MC2 befor
 (b) a seeded split of BBQ (4 public category files): demonstrations (correct vs stereotyped
 option) and held-out questions (ambiguous and disambiguated); K = 0.9999; the ambiguous bias
 score's magnitude should fall. MC answers are scored by summed log-prob (TruthfulQA's rule),
-BBQ options by mean log-prob per token as in `rows/sea.py`, whose headroom rule (`untestable`)
-this row shares."""
+BBQ options by mean log-prob per token as in `rows/sea.py`, whose rules (`untestable`: headroom,
+and an edit that moves activations by ≥ 1 %) this row shares; the edit sizes are recorded."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def fit_editor(model, tok, demos, k: float):
 
     acts = sea.collect(model, tok, demos, [Site(SITE_KIND, ly) for ly in range(num_layers(model))])
     top, ranked = sea.top_sites(acts, TOP_LAYERS)
-    return sea.fit_from_activations(top, k, k, "none"), [s for s, _ in ranked[:TOP_LAYERS]]
+    editor = sea.fit_from_activations(top, k, k, "none")
+    return editor, [s for s, _ in ranked[:TOP_LAYERS]]
 
 
 def _truthfulness(model, tok, path, size: Sizes, seed: int) -> tuple[dict[str, float], list]:
@@ -69,7 +70,8 @@ def _truthfulness(model, tok, path, size: Sizes, seed: int) -> tuple[dict[str, f
         after = evaluate_mc(model, tok, test)
     return {"mc1_before": before["mc1"], "mc1_after": after["mc1"], "mc2_before": before["mc2"],
             "mc2_after": after["mc2"], "mc1_gain": after["mc1"] - before["mc1"],
-            "mc2_gain": after["mc2"] - before["mc2"]}, sites
+            "mc2_gain": after["mc2"] - before["mc2"],
+            "truth_edit_size": max(e.strength for e in editor.edits.values())}, sites
 
 
 def _bias(model, tok, folder, size: Sizes, seed: int) -> tuple[dict[str, float], list]:
@@ -94,7 +96,8 @@ def _bias(model, tok, folder, size: Sizes, seed: int) -> tuple[dict[str, float],
             "bias_disambig_before": before.get("bias_score_disambig", math.nan),
             "bias_disambig_after": after.get("bias_score_disambig", math.nan),
             "bias_accuracy_before": before["accuracy"], "bias_accuracy_after": after["accuracy"],
-            "unknown_rate_before": before["unknown_rate"]}, sites
+            "unknown_rate_before": before["unknown_rate"],
+            "bias_edit_size": max(e.strength for e in editor.edits.values())}, sites
 
 
 def measure(ctx: RowContext, seed: int) -> SeedResult:
@@ -113,8 +116,9 @@ ROW = ClaimRow(
     tests=(ClaimTest("mc1_gain", "greater", "SEA − base TruthfulQA MC1"),
            ClaimTest("abs_bias_change", "less", "SEA − base |BBQ ambiguous bias score|")),
     measure=measure, untestable=untestable,
-    extra_keys=("mc1_before", "mc1_after", "mc2_gain", "bias_ambig_before", "bias_ambig_after",
-                "bias_disambig_before", "bias_disambig_after", "bias_accuracy_before", "bias_accuracy_after"),
+    extra_keys=("mc1_before", "mc1_after", "mc2_gain", "truth_edit_size", "bias_ambig_before", "bias_ambig_after",
+                "bias_disambig_before", "bias_disambig_after", "bias_accuracy_before", "bias_accuracy_after",
+                "bias_edit_size"),
     setup=f"{real_smollm2.MODEL}-Instruct (real:smollm2); linear SEA at the top-{TOP_LAYERS} MLP-output layers by the "
           f"layer heuristic; TruthfulQA: seeded split, 40 fitting / 30 held-out questions (quick 12 / 8), K = {K_TRUTH}; "
           f"BBQ (4 categories): seeded split, 40 demonstrations / 48 held-out questions (quick 12 / 12), "
