@@ -50,6 +50,16 @@ def test_two_runs_merge_in_table_order_with_the_same_intervals_and_verdicts(tmp_
     assert [r["key"] for r in json.loads(written["json"].read_text())["rows"]] == ["sft", "akd"]
 
 
+def test_a_row_in_two_runs_is_taken_from_the_later_and_the_report_says_so(tmp_path):
+    _run(tmp_path / "a", "akd", [0.05, 0.10, 0.08])
+    _run(tmp_path / "b", "akd", [-0.05, -0.10, -0.08])
+    (o,), facts = merge_runs([tmp_path / "a", tmp_path / "b"])
+    assert o.intervals["akd_minus_plain_pass@1"].mean == pytest.approx(-0.23 / 3)
+    assert [(s["rows"], s["replaced"]) for s in facts["sources"]] == [([], ["akd"]), (["akd"], [])]
+    md = merge_claims([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "m")["markdown"].read_text()
+    assert "rows none (its akd taken from a later run)" in md
+
+
 def test_a_nan_saved_as_null_comes_back_as_nan(tmp_path):
     _run(tmp_path / "a", "akd", [0.05, 0.10, 0.08], extra={"teacher_pass@1": float("nan")})
     (o,), _ = merge_runs([tmp_path / "a"])

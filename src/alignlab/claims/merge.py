@@ -67,14 +67,17 @@ def merge_runs(folders: list[str | Path]) -> tuple[list[RowOutcome], dict[str, A
     if len(set(modes.values())) > 1:
         raise DataError("cannot merge quick and full runs: " + ", ".join(f"{f} ({m})" for f, m in modes.items()))
     by_key: dict[str, RowOutcome] = {}
-    for f, data in runs:
+    origin: dict[str, int] = {}  # row key -> index of the run it is taken from
+    for i, (f, data) in enumerate(runs):
         for d in data["rows"]:
             o = outcome_from_dict(d, str(Path(f) / "claims.json"))
-            by_key[o.row.key] = o
+            by_key[o.row.key], origin[o.row.key] = o, i
     outcomes = [by_key[k] for k in ROWS if k in by_key]
     sources = [{"folder": f, "command": data.get("command", ""), "seconds": data.get("seconds", 0.0),
                 "load_average_start": data.get("load_average_start"), "load_average_end": data.get("load_average_end"),
-                "rows": [d.get("key") for d in data["rows"]]} for f, data in runs]
+                "rows": [d.get("key") for d in data["rows"] if origin.get(d.get("key")) == i],
+                "replaced": [d.get("key") for d in data["rows"] if origin.get(d.get("key")) != i]}
+               for i, (f, data) in enumerate(runs)]
     facts = {"seconds": round(sum(o.seconds for o in outcomes), 1), "quick": runs[0][1].get("quick", False),
              "seeds": sorted({s for o in outcomes for s in o.seeds}),
              "load_average_start": sources[0]["load_average_start"], "load_average_end": sources[-1]["load_average_end"],

@@ -89,7 +89,9 @@ def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str
     if facts.get("sources"):  # a merged report (`alignlab claims --merge`): where each row was measured
         lines += ["Merged from these runs (wall time = the rows' own times added up; each row re-judged from its "
                   "per-seed numbers):", ""]
-        lines += [f"- `{src['command']}` — rows {', '.join(src['rows'])}; {float(src['seconds'] or 0) / 60:.1f} min, "
+        lines += [f"- `{src['command']}` — rows {', '.join(src['rows']) or 'none'}"
+                  + (f" (its {', '.join(src['replaced'])} taken from a later run)" if src.get("replaced") else "")
+                  + f"; {float(src['seconds'] or 0) / 60:.1f} min, "
                   f"load average {src['load_average_start']} → {src['load_average_end']}" for src in facts["sources"]]
         lines.append("")
     lines += [f"Intervals: {INTERVAL}.", "", f"Verdict rule: {RULE}", "",
