@@ -42,6 +42,9 @@ def test_sea_fit_then_eval_round_trip(tiny_dir, tmp_path, capsys):
     size = next(r["edit_size"] for r in fitted if "site" in r)  # saved with the editor, read back by eval
     assert 0 <= size < 2 and summary["edit_size"] == pytest.approx(size)
     assert ("≈ the identity" in printed) == (size < 0.01)  # the warning when the edit barely moves anything
+    page = (out / "report.html").read_text()
+    assert f"the edit moves activations by {size:.2%}" in page
+    assert ("Warning: the edit is ≈ the identity" in page) == (size < 0.01)
 
 
 @pytest.mark.parametrize("args, message", [

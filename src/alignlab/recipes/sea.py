@@ -98,8 +98,19 @@ def run(cfg: SEAConfig) -> RunResult:
     run_dir.log(metrics)
     write_report(run_dir.path, f"SEA ({cfg.mode})", curve_keys=(),
                  tables={"multiple choice": mc_rows(run_dir.metrics()), "edited sites": site_rows(run_dir.metrics())},
-                 notes=notes)
+                 notes=notes, verdict=sea_verdict(metrics, weak_all=len(weak) == len(editor.edits)))
     return RunResult(run_dir.path, metrics, run_dir.path / "editor" if cfg.mode == "fit" else None)
+
+
+def sea_verdict(metrics: dict[str, Any], weak_all: bool) -> str:
+    """The report's headline: MC before → after and how far the edit moves activations."""
+    parts = []
+    if "before_mc1" in metrics:
+        parts.append(f"MC1 {metrics['before_mc1']:.3f} → {metrics['after_mc1']:.3f}, MC2 {metrics['before_mc2']:.3f} → "
+                     f"{metrics['after_mc2']:.3f} on {metrics['n_items']} items")
+    parts.append(f"the edit moves activations by {metrics['edit_size']:.2%} (mean ‖h′ − h‖ / ‖h‖)")
+    text = "; ".join(parts) + "."
+    return ("Warning: the edit is ≈ the identity (see the notes). " + text) if weak_all else text
 
 
 def weak_edit_note(weak: list, k_pos: float, k_neg: float) -> str:
