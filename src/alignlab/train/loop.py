@@ -116,6 +116,8 @@ class Trainer(Saving, OnlineLoop):
         report_to = trackers.wanted(getattr(cfg, "report_to", []))
         trackers.check_installed(report_to)  # before any work, naming the extra to install
         self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, cpu=no_accelerator())
+        if self.accelerator.num_processes > 1:
+            sharding.close_at_exit()  # a process leaving with its group alive can abort (exit -6)
         self.run = run or RunDir(Path("runs") / "scratch", is_main=self.is_main, lock=False)
         self.run.is_main = self.is_main
         self.total_steps = total_steps

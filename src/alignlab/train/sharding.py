@@ -9,6 +9,7 @@ accumulation and clipping are written into the engine's config (`fill_deepspeed_
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 from collections.abc import Iterator
 from typing import Any
@@ -150,3 +151,22 @@ def close_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def _destroy_if_open() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+_exit_hook: list[bool] = []
+
+
+def close_at_exit() -> None:
+    """Destroy the process group when the interpreter exits (once per process), for code that
+    drives the Trainer from Python under `accelerate launch` rather than through the CLI (which
+    calls `close_process_group`). No barrier here: at exit this process's collectives are done."""
+    if not _exit_hook:
+        atexit.register(_destroy_if_open)
+        _exit_hook.append(True)
