@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ section{border:1px solid var(--line);border-radius:8px;padding:14px 18px;margin:
 .tables{flex:1 1 380px;min-width:0;display:flex;flex-wrap:wrap;gap:4px 32px;align-items:flex-start}
 .tbl{max-width:100%}.wide .tables{flex-basis:100%}
 .figs{flex:1.4 1 440px;min-width:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(min(480px,100%),1fr));gap:10px}
-.scroll{overflow:auto;max-height:460px}
+.scroll{overflow:auto;max-height:460px}section.full .scroll{max-height:none}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums;margin:0 0 6px}
 td,th{border-bottom:1px solid #eaeef2;padding:3px 10px;text-align:left}
 td.num,th.num{text-align:right;white-space:nowrap}
@@ -44,7 +44,7 @@ th{background:var(--soft);font-weight:600;position:sticky;top:0}
 tr:hover td{background:#f3f8ff}
 table.kv td:first-child{color:var(--muted)}
 table.headline{font-size:15px;width:100%}table.headline td,table.headline th{padding:6px 12px}
-.up{color:var(--up);font-weight:600}.down{color:var(--down);font-weight:600}
+.up{color:var(--up);font-weight:600}.down{color:var(--down);font-weight:600}.mid{color:#9a6700;font-weight:600}.muted{color:var(--muted)}
 figure{margin:0}img{width:100%;height:auto;border:1px solid #eaeef2;border-radius:4px}
 figcaption{font-size:12px;color:var(--muted);text-align:center}
 details{margin-top:10px;font-size:14px}summary{cursor:pointer;color:var(--muted)}
@@ -60,6 +60,8 @@ class Section:
     title: str = ""
     verdict: str = ""
     tables: Mapping[str, Rows] = field(default_factory=dict)
+    cell_class: Callable[[str, Any], str] | None = None  # CSS class per table cell (see `html_table`)
+    full_tables: bool = False  # tables at full height (the page's main table), not in a scroll box
     figures: Sequence[str | Path] = ()
     notes: Sequence[str] = ()
     meta: str = ""  # small text beside the title, e.g. "42 s"
@@ -87,9 +89,10 @@ def columns(rows: Rows) -> list[str]:
     return cols
 
 
-def html_table(rows: Rows, cls: str = "") -> str:
+def html_table(rows: Rows, cls: str = "", cell_class: Callable[[str, Any], str] | None = None) -> str:
     """An HTML table of dict rows (numbers to 4 significant digits). A single wide row is shown
-    as a two-column metric | value table, which fits beside a plot."""
+    as a two-column metric | value table, which fits beside a plot. `cell_class(column, value)`
+    may name a CSS class for a cell (e.g. 'up' / 'down' to colour a verdict)."""
     if not rows:
         return "<p class='meta'><i>no rows</i></p>"
     if len(rows) == 1 and len(rows[0]) > 3:  # the row's method (if any) heads the value column
@@ -98,11 +101,15 @@ def html_table(rows: Rows, cls: str = "") -> str:
     cols = columns(rows)
     numeric = {c for c in cols if all(_is_num(r.get(c)) or r.get(c) in (None, "") for r in rows)}
 
-    def cell(tag: str, c: str, text: str) -> str:
-        return f"<{tag} class='num'>{text}</{tag}>" if c in numeric else f"<{tag}>{text}</{tag}>"
+    def cell(tag: str, c: str, text: str, extra: str = "") -> str:
+        classes = " ".join(x for x in ("num" if c in numeric else "", extra) if x)
+        return f"<{tag} class='{classes}'>{text}</{tag}>" if classes else f"<{tag}>{text}</{tag}>"
+
+    def td(c: str, v: Any) -> str:
+        return cell("td", c, html.escape(fmt(v)), cell_class(c, v) if cell_class else "")
 
     head = "".join(cell("th", c, html.escape(str(c))) for c in cols)
-    body = "".join("<tr>" + "".join(cell("td", c, html.escape(fmt(r.get(c)))) for c in cols) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(td(c, r.get(c)) for c in cols) + "</tr>" for r in rows)
     klass = f" class='{cls}'" if cls else ""
     return f"<div class='scroll'><table{klass}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
@@ -161,7 +168,7 @@ def render_section(s: Section, anchor: str = "") -> str:
     if s.verdict:
         parts.append(f"<p class='verdict'>{html.escape(s.verdict)}</p>")
     tables = "".join("<div class='tbl'>" + (f"<h3>{html.escape(name)}</h3>" if name.strip() else "")
-                     + html_table(rows) + "</div>" for name, rows in s.tables.items() if rows)
+                     + html_table(rows, cell_class=s.cell_class) + "</div>" for name, rows in s.tables.items() if rows)
     shown = [Path(f) for f in s.figures if Path(f).exists()]
     figs = "".join(_img(f) for f in shown)
     if tables or figs:
@@ -173,7 +180,8 @@ def render_section(s: Section, anchor: str = "") -> str:
         parts.append(f"<details><summary>Notes ({len(s.notes)})</summary>{notes}</details>")
     for name, text in s.details.items():
         parts.append(f"<details><summary>{html.escape(name)}</summary><pre>{html.escape(text)}</pre></details>")
-    return f"<section{ident}>{''.join(parts)}</section>"
+    klass = " class='full'" if s.full_tables else ""
+    return f"<section{ident}{klass}>{''.join(parts)}</section>"
 
 
 def render_page(title: str, sections: Sequence[Section], headline: Rows = (), subtitle: str = "",

@@ -48,6 +48,10 @@ def test_two_runs_merge_in_table_order_with_the_same_intervals_and_verdicts(tmp_
     assert "Merged from these runs" in md and "--rows akd" in md and "--rows sft" in md and "3.0 min" in md
     assert md.index("## sft") < md.index("## akd")
     assert [r["key"] for r in json.loads(written["json"].read_text())["rows"]] == ["sft", "akd"]
+    page = written["html"].read_text()  # one self-contained page: sections per row, verdicts coloured
+    assert "id='sft'" in page and "id='akd'" in page and page.index("id='sft'") < page.index("id='akd'")
+    assert "<td class='up'>reproduced (1/1 supports)</td>" in page and "<td class='down'>not (" in page
+    assert "data:image/png;base64," in page and "2 claims: 1 reproduced, 1 not." in page
 
 
 def test_a_row_in_two_runs_is_taken_from_the_later_and_the_report_says_so(tmp_path):

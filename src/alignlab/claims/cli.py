@@ -30,7 +30,7 @@ def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[
     written = write_all(outcomes, facts, command, out)
     print_table("alignlab claims — seed papers' headline claims on the built-in world", table_rows(outcomes))
     say(f"claims: all done in {fmt_duration(facts['seconds'])} (load average {facts['load_average_start']} → "
-        f"{facts['load_average_end']}); {written['markdown']}, {written['json']}")
+        f"{facts['load_average_end']}); {written['markdown']}, {written['json']}, report: {written['html']}")
     return written
 
 
@@ -44,7 +44,7 @@ def merge_claims(folders: list[str], out: str | Path, command: str = "") -> dict
     out = Path(out)
     written = write_all(outcomes, facts, command or f"alignlab claims --merge {' '.join(folders)} --out {out}", out)
     print_table("alignlab claims — merged runs", table_rows(outcomes))
-    say(f"claims: {len(outcomes)} row(s) from {len(folders)} run(s) → {written['markdown']}, {written['json']}")
+    say(f"claims: {len(outcomes)} row(s) from {len(folders)} run(s) → {written['markdown']}, {written['json']}, report: {written['html']}")
     return written
 
 

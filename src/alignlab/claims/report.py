@@ -1,5 +1,6 @@
 """What `alignlab claims` writes: DIR/claims.json (every number), DIR/CLAIMS.md (the table, the
-rule, each row's per-seed numbers) and DIR/plots/*.png (per-row intervals and curves)."""
+rule, each row's per-seed numbers), DIR/report.html (the same, verdicts coloured, plots inlined:
+one file to open in a browser) and DIR/plots/*.png (per-row intervals and curves)."""
 
 from __future__ import annotations
 
@@ -118,6 +119,53 @@ def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str
     return "\n".join(lines) + "\n"
 
 
+VERDICT_CLASS = {"reproduced": "up", "partly": "mid", "not": "down", "untestable": "muted"}
+
+
+def verdict_class(column: str, value: Any) -> str:
+    """The CSS class of a table cell: verdicts coloured (reproduced green … not red), others plain."""
+    if column != "verdict":
+        return ""
+    return next((c for word, c in VERDICT_CLASS.items() if str(value).startswith(word)), "")
+
+
+def html_page(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str,
+              figures: dict[str, list[Path]]) -> str:
+    """report.html: the claims table first (verdicts coloured), then a section per row with its
+    per-seed numbers beside its plots; setup, rule and sources folded into notes."""
+    from alignlab.claims.registry import model_of
+    from alignlab.report import Section, render_page
+
+    mode = "quick (a smoke test, not evidence)" if facts["quick"] else "full"
+    counts = {v: sum(o.verdict == v for o in outcomes) for v in ("reproduced", "partly", "not", "untestable here")}
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    sources = [f"`{src['command']}` — rows {', '.join(src['rows']) or 'none'}; {float(src['seconds'] or 0) / 60:.1f} "
+               f"min, load average {src['load_average_start']} → {src['load_average_end']}"
+               for src in facts.get("sources") or []]
+    top = Section(title="Claims", verdict=f"{len(outcomes)} claims: {summary}." + (
+                      " Partial: the run is still going or was stopped." if facts.get("partial") else ""),
+                  tables={" ": table_rows(outcomes)},
+                  cell_class=verdict_class, full_tables=True,
+                  notes=[f"Command: {command}", f"Settings: {mode}; seeds {facts['seeds']}; wall time "
+                         f"{facts['seconds'] / 60:.1f} min; load average at start {facts['load_average_start']}, at end "
+                         f"{facts['load_average_end']}; {facts['cpu_count']} CPUs.", f"Intervals: {INTERVAL}.",
+                         f"Verdict rule: {RULE}", *(f"Merged from: {x}" for x in sources)])
+    sections = [top]
+    for o in outcomes:
+        keys = [t.key for t in o.row.tests] + [k for k in o.row.extra_keys if k not in {t.key for t in o.row.tests}]
+        rows = [{"number": k, **{f"seed {s}": r.numbers[k] for s, r in zip(o.seeds, o.results)},
+                 "mean [95 % interval]": o.intervals[k].text(4)} for k in keys if k in o.intervals]
+        notes = [f"Claim: {o.row.claim}.", f"Setup: {o.row.setup}."] + ([f"Reading: {o.summary}."] if o.summary else [])
+        notes += [f"seed {s}: {r.note}" for s, r in zip(o.seeds, o.results) if r.note]
+        notes += [f"Error: {o.error}"] if o.error else []
+        sections.append(Section(title=o.row.key, meta=f"{o.row.paper} · {model_of(o.row.key)} · {o.seconds / 60:.1f} min",
+                                verdict=f"{o.verdict} ({o.reason}): {o.measurement() or '—'}",
+                                tables={"per seed": rows}, figures=figures.get(o.row.key, []), notes=notes))
+    anchors = ["claims"] + [o.row.key for o in outcomes]
+    return render_page("alignlab claims — seed papers' headline claims", sections, anchors=anchors,
+                       subtitle=f"{mode}; written {time.strftime('%Y-%m-%d %H:%M')}")
+
+
 def write_all(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str, out: Path) -> dict[str, Path]:
     """Write the plots, claims.json and CLAIMS.md under `out`; returns their paths."""
     from alignlab.runs import atomic_write_text
@@ -130,10 +178,11 @@ def write_all(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: st
         figures[o.row.key] = [f for f in figs if f is not None]
     data = {"command": command, **facts, "interval": INTERVAL, "verdict_rule": RULE,
             "rows": [o.as_dict() for o in outcomes]}
-    json_path, md_path = out / "claims.json", out / "CLAIMS.md"
+    json_path, md_path, html_path = out / "claims.json", out / "CLAIMS.md", out / "report.html"
     atomic_write_text(json_path, json.dumps(strict_json(data), indent=2, default=_json_default, allow_nan=False))
     atomic_write_text(md_path, markdown(outcomes, facts, command, figures, out))
-    return {"json": json_path, "markdown": md_path}
+    atomic_write_text(html_path, html_page(outcomes, facts, command, figures))
+    return {"json": json_path, "markdown": md_path, "html": html_path}
 
 
 def strict_json(v: Any) -> Any:
