@@ -11,10 +11,13 @@ from alignlab.claims.registry import ON_REQUEST, REAL_MODEL, ROWS
 
 
 def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[str] | None = None,
-               command: str = "", data: str | Path | None = None) -> dict[str, Path]:
+               command: str = "", data: str | Path | None = None, rerun: bool = False) -> dict[str, Path]:
     """Run the rows (all by default; --quick leaves out the real-model rows) over seeds 0 … seeds−1,
     write DIR/CLAIMS.md, claims.json and plots, print the table; returns the written files.
-    `data`: the folder of public data files the real-model rows read (None: their default)."""
+    `data`: the folder of public data files the real-model rows read (None: their default).
+    Rows an earlier run in DIR measured with the same settings are taken, not measured again
+    (an interrupted hour goes on where it stopped), unless `rerun`."""
+    from alignlab.claims.merge import earlier_rows
     from alignlab.claims.registry import load_rows
     from alignlab.claims.report import table_rows, write_all
     from alignlab.claims.runner import run_all
@@ -23,10 +26,20 @@ def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[
     chosen = load_rows(rows, quick)
     out = Path(out)
     command = command or f"alignlab claims --out {out}"
+    earlier = earlier_rows(out, quick, list(range(seeds)))  # also refuses a folder holding other settings
+    keys = {r.key for r in chosen}
+    kept = [o for k, o in earlier.items() if k not in keys]  # rows not asked for now stay in the files
+
+    def with_kept(outcomes: list, facts: dict) -> tuple[list, dict]:
+        order = list(ROWS)
+        rows = sorted([*outcomes, *kept], key=lambda o: order.index(o.row.key))
+        return rows, {**facts, "reused": [*facts.get("reused", []), *(o.row.key for o in kept)]}
+
     # after each row the files hold what is done so far (an interrupted hour keeps its rows)
     outcomes, facts = run_all(chosen, out, list(range(seeds)), quick,
-                              on_row=lambda done, f: write_all(done, {**f, "partial": True}, command, out),
-                              shared={"data_root": str(data)} if data else None)
+                              on_row=lambda done, f: write_all(*with_kept(done, {**f, "partial": True}), command, out),
+                              shared={"data_root": str(data)} if data else None, done={} if rerun else earlier)
+    outcomes, facts = with_kept(outcomes, facts)
     written = write_all(outcomes, facts, command, out)
     print_table("alignlab claims — seed papers' headline claims on the built-in world", table_rows(outcomes))
     say(f"claims: all done in {fmt_duration(facts['seconds'])} (load average {facts['load_average_start']} → "
@@ -72,6 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge", nargs="+", metavar="RUN_DIR",
                    help="measure nothing: combine the claims.json of finished runs (e.g. rows run on other machines) "
                         "into one CLAIMS.md under --out, each row re-judged from its per-seed numbers")
+    p.add_argument("--rerun", action="store_true", help="measure every chosen row again, even those an earlier run "
+                                                        "in --out measured with the same settings (default: keep them)")
     p.add_argument("--data", help="folder of the public data files the real-model rows read (TruthfulQA, BBQ, "
                                   "tinyshakespeare; default $ALIGNLAB_DATA, else ../shared/data)")
 
@@ -80,11 +95,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.error("--seeds must be ≥ 1")
         out = a.out or ("runs/claims-quick" if a.quick else "runs/claims")
         if a.merge:
-            if a.rows or a.quick:
-                p.error("--merge combines finished runs; it takes no --rows or --quick")
+            if a.rows or a.quick or a.rerun:
+                p.error("--merge combines finished runs; it takes no --rows, --quick or --rerun")
             merge_claims(a.merge, out, command=shlex.join(["alignlab", *sys.argv[1:]]))
             return 0
-        run_claims(out, a.quick, a.seeds, a.rows, command=shlex.join(["alignlab", *sys.argv[1:]]), data=a.data)
+        run_claims(out, a.quick, a.seeds, a.rows, command=shlex.join(["alignlab", *sys.argv[1:]]), data=a.data,
+                   rerun=a.rerun)
         return 0
 
     p.set_defaults(func=handler)

@@ -1,5 +1,6 @@
 """Combine finished `alignlab claims` runs (e.g. rows run on different machines or at different
-times) into one report: every row is re-judged from the per-seed numbers its run saved."""
+times) into one report: every row is re-judged from the per-seed numbers its run saved. The same
+reading lets a run go on in its folder after an interruption (`earlier_rows`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.claims.runner import RowOutcome, judge
-from alignlab.errors import DataError
+from alignlab.errors import ConfigError, DataError
 
 
 def read_run(folder: str | Path) -> dict[str, Any]:
@@ -84,3 +85,27 @@ def merge_runs(folders: list[str | Path]) -> tuple[list[RowOutcome], dict[str, A
              "cpu_count": runs[0][1].get("cpu_count"), "sources": sources,
              "models": {k: v for _, data in runs for k, v in (data.get("models") or {}).items()}}
     return outcomes, facts
+
+
+def earlier_rows(folder: str | Path, quick: bool, seeds: list[int]) -> dict[str, RowOutcome]:
+    """The rows an earlier (possibly interrupted) run in `folder` measured with these settings, to
+    reuse instead of measuring again; {} when the folder holds no run. A run there with other
+    settings is a ConfigError: the folder would silently change what it is."""
+    path = Path(folder) / "claims.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        rows = data["rows"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not readable as claims JSON ({e}); use another --out or remove the folder") from e
+    mode = lambda q: "quick" if q else "full"  # noqa: E731
+    if bool(data.get("quick")) != quick or list(data.get("seeds") or []) != list(seeds):
+        raise ConfigError(f"{folder} holds a {mode(data.get('quick'))} claims run with seeds {data.get('seeds')}; this "
+                          f"one is {mode(quick)} with seeds {list(seeds)}: use another --out (or remove that folder)")
+    out = {}
+    for d in rows:
+        o = outcome_from_dict(d, str(path))
+        if not o.error and len(o.seeds) == len(seeds):  # a failed or unmeasured row is measured again
+            out[o.row.key] = o
+    return out

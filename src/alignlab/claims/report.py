@@ -80,6 +80,9 @@ def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str
     mode = "quick (a smoke test: too small to read as evidence)" if facts["quick"] else "full"
     if facts.get("partial"):
         mode += f"; PARTIAL: {len(outcomes)} row(s) done so far, the run goes on"
+    if facts.get("reused"):
+        mode += (f"; rows {', '.join(facts['reused'])} taken from the earlier run in this folder (not measured again; "
+                 "their times and loads are that run's)")
     marks = list(dict.fromkeys(model_of(o.row.key) for o in outcomes)) or [BUILT_IN]
     where = " and ".join("the built-in test world" if m == BUILT_IN else m for m in marks)
     lines = [f"# Seed papers' claims, re-measured on {where}", "",

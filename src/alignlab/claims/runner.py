@@ -131,10 +131,12 @@ MODEL_SCHEME = "testbed:"  # the resolver's name of the built-in base models
 
 def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int], quick: bool,
             on_row: Callable[[list[RowOutcome], dict[str, Any]], object] | None = None,
-            shared: dict[str, Any] | None = None) -> tuple[list[RowOutcome], dict[str, Any]]:
+            shared: dict[str, Any] | None = None, done: dict[str, RowOutcome] | None = None
+            ) -> tuple[list[RowOutcome], dict[str, Any]]:
     """Run every row; returns the outcomes and the run's facts (time, load, models).
     `on_row(outcomes so far, facts so far)` runs after each row (e.g. to write partial results);
-    `shared` seeds the rows' shared dict (e.g. {"data_root": folder of the public data files})."""
+    `shared` seeds the rows' shared dict (e.g. {"data_root": folder of the public data files});
+    `done`: rows an earlier run in this folder measured, taken as they are."""
     from alignlab.threads import cpu_threads
 
     t0, load0 = time.time(), load_average()
@@ -143,15 +145,22 @@ def run_all(rows: Sequence[ClaimRow], out_dir: Path, seeds: Sequence[int], quick
 
     def facts() -> dict[str, Any]:
         return {"seconds": round(time.time() - t0, 1), "load_average_start": load0, "load_average_end": load_average(),
-                "seeds": list(seeds), "quick": quick, "models": dict(models), "cpu_count": os.cpu_count()}
+                "seeds": list(seeds), "quick": quick, "models": dict(models), "cpu_count": os.cpu_count(),
+                "reused": [o.row.key for o in outcomes if o.row.key in (done or {})]}
 
     ctx_shared: dict[str, Any] = dict(shared or {})
     outcomes = []
     with cpu_threads(1):  # tiny models: one thread per process is fastest, and far faster under load
         for i, row in enumerate(rows, 1):
-            say(f"claims: row {i}/{len(rows)} {row.key} — {row.paper}")
-            ctx = RowContext(out_dir / "runs" / row.key, quick, models, ctx_shared)
-            outcomes.append(run_row(row, ctx, seeds))
+            if done and row.key in done:
+                o = done[row.key]
+                say(f"claims: row {i}/{len(rows)} {row.key} — measured by the earlier run in {out_dir} "
+                    f"({o.verdict}, {fmt_duration(o.seconds)}); not measured again")
+                outcomes.append(o)
+            else:
+                say(f"claims: row {i}/{len(rows)} {row.key} — {row.paper}")
+                ctx = RowContext(out_dir / "runs" / row.key, quick, models, ctx_shared)
+                outcomes.append(run_row(row, ctx, seeds))
             if on_row is not None and i < len(rows):
                 on_row(outcomes, facts())
     return outcomes, facts()
