@@ -28,12 +28,11 @@ def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[
     command = command or f"alignlab claims --out {out}"
     earlier = earlier_rows(out, quick, list(range(seeds)))  # also refuses a folder holding other settings
     keys = {r.key for r in chosen}
-    kept = [o for k, o in earlier.items() if k not in keys]  # rows not asked for now stay in the files
+    kept = [earlier[k] for k in ROWS if k in earlier and k not in keys]  # rows not asked for stay in the files
 
     def with_kept(outcomes: list, facts: dict) -> tuple[list, dict]:
-        order = list(ROWS)
-        rows = sorted([*outcomes, *kept], key=lambda o: order.index(o.row.key))
-        return rows, {**facts, "reused": [*facts.get("reused", []), *(o.row.key for o in kept)]}
+        """The rows asked for, in their order, then the folder's other rows."""
+        return [*outcomes, *kept], {**facts, "reused": [*facts.get("reused", []), *(o.row.key for o in kept)]}
 
     # after each row the files hold what is done so far (an interrupted hour keeps its rows)
     outcomes, facts = run_all(chosen, out, list(range(seeds)), quick,
