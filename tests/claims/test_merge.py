@@ -99,3 +99,16 @@ def test_cli_merge_exits_cleanly_on_a_missing_run(tmp_path, capsys):
     assert main(["claims", "--merge", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")]) != 0
     err = capsys.readouterr().err
     assert "no claims.json here" in err and "Traceback" not in err
+
+
+def test_merging_into_a_measured_run_is_refused_and_into_an_earlier_merge_allowed(tmp_path):
+    from alignlab.errors import ConfigError
+
+    _run(tmp_path / "a", "akd", [0.05, 0.10, 0.08])
+    _run(tmp_path / "b", "sft", [0.20, -0.30, 0.25])
+    before = (tmp_path / "a" / "claims.json").read_text()
+    with pytest.raises(ConfigError, match="holds a measured claims run"):
+        merge_claims([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "a")
+    assert (tmp_path / "a" / "claims.json").read_text() == before
+    merge_claims([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "m")
+    merge_claims([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "m")  # a merge may be redone in place

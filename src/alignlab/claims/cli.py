@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from alignlab.claims.registry import ON_REQUEST, REAL_MODEL, ROWS
+from alignlab.errors import ConfigError
 
 
 def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[str] | None = None,
@@ -46,6 +47,16 @@ def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[
     return written
 
 
+def _holds_measured_run(folder: Path) -> bool:
+    """Whether `folder` has the claims.json of a run that measured rows (a merge's names its sources)."""
+    import json
+
+    try:
+        return "sources" not in json.loads((folder / "claims.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def merge_claims(folders: list[str], out: str | Path, command: str = "") -> dict[str, Path]:
     """Combine finished runs' rows into one report under `out` (no row is measured again)."""
     from alignlab.claims.merge import merge_runs
@@ -54,6 +65,9 @@ def merge_claims(folders: list[str], out: str | Path, command: str = "") -> dict
 
     outcomes, facts = merge_runs(folders)
     out = Path(out)
+    if _holds_measured_run(out):
+        raise ConfigError(f"{out} holds a measured claims run (not a merge); merging into it would replace its "
+                          "results: give another --out")
     written = write_all(outcomes, facts, command or f"alignlab claims --merge {' '.join(folders)} --out {out}", out)
     print_table("alignlab claims — merged runs", table_rows(outcomes))
     say(f"claims: {len(outcomes)} row(s) from {len(folders)} run(s) → {written['markdown']}, {written['json']}, report: {written['html']}")
@@ -71,7 +85,7 @@ def _rows_arg(text: str) -> list[str]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("claims", help="Re-measure each seed paper's headline claim (≥ 3 seeds, 95-percent t intervals)",
                        description="Re-measure each seed paper's headline claim on the built-in test world with "
-                                   "several seeds and 95-percent t intervals; write DIR/CLAIMS.md, DIR/claims.json and "
+                                   "several seeds and 95-percent t intervals; write DIR/CLAIMS.md, DIR/claims.json, DIR/report.html and "
                                    "DIR/plots/, and print paper | model | claim | measurement | verdict. Rows: "
                                    + ", ".join(ROWS) + f". Rows on a real model ({', '.join(REAL_MODEL)}) run "
                                    "when named or in a full run (" + ", ".join(ON_REQUEST) + " only when named), never by default "
