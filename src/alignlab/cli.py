@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     quiet_transformers()
+    args.cli_argv = argv  # the command as given (a handler may record it; sys.argv differs when called from Python)
     try:
         code = int(args.func(args) or 0)
         if "torch.distributed" in sys.modules:  # a launched run closes its group (not after an

@@ -71,3 +71,17 @@ def test_a_folder_holding_other_settings_is_refused(fake_rows, tmp_path):
     with pytest.raises(ConfigError, match=r"seeds \[0, 1\]"):
         run_claims(out, seeds=2, rows=["sft"])
     assert (out / "claims.json").read_text() == before  # nothing already written is lost
+
+
+def test_an_interrupt_says_where_the_finished_rows_are_and_how_to_go_on(monkeypatch, tmp_path, capsys):
+    from alignlab.claims import cli as claims_cli
+    from alignlab.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(claims_cli, "run_claims", interrupted)
+    assert main(["claims", "--rows", "sft", "--out", str(tmp_path / "c")]) == 130
+    err = capsys.readouterr().err
+    assert f"rows finished so far are in {tmp_path / 'c' / 'claims.json'}" in err
+    assert "To go on where it stopped: alignlab claims" in err and "--out" in err and "Traceback" not in err

@@ -110,10 +110,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         if a.merge:
             if a.rows or a.quick or a.rerun:
                 p.error("--merge combines finished runs; it takes no --rows, --quick or --rerun")
-            merge_claims(a.merge, out, command=shlex.join(["alignlab", *sys.argv[1:]]))
+            merge_claims(a.merge, out, command=shlex.join(["alignlab", *getattr(a, "cli_argv", sys.argv[1:])]))
             return 0
-        run_claims(out, a.quick, a.seeds, a.rows, command=shlex.join(["alignlab", *sys.argv[1:]]), data=a.data,
-                   rerun=a.rerun)
+        command = shlex.join(["alignlab", *getattr(a, "cli_argv", sys.argv[1:])])
+        try:
+            run_claims(out, a.quick, a.seeds, a.rows, command=command, data=a.data, rerun=a.rerun)
+        except KeyboardInterrupt:  # the rows finished so far are in DIR/claims.json (partial)
+            print(f"alignlab: interrupted; the rows finished so far are in {Path(out) / 'claims.json'}. To go on "
+                  f"where it stopped: {command}", file=sys.stderr)
+            return 130
         return 0
 
     p.set_defaults(func=handler)
