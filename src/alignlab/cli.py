@@ -109,12 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_transformers()
     args.cli_argv = argv  # the command as given (a handler may record it; sys.argv differs when called from Python)
     try:
-        code = int(args.func(args) or 0)
-        if "torch.distributed" in sys.modules:  # a launched run closes its group (not after an
-            from alignlab.train.sharding import close_process_group  # error: peers may be gone)
-
-            close_process_group()
-        return code
+        return int(args.func(args) or 0)
     except AlignlabError as e:
         print(f"alignlab: error: {e}", file=sys.stderr)
         return 2

@@ -135,7 +135,4 @@ def main(out: str, batch: str, deepspeed_stage: str = "") -> None:
 
 
 if __name__ == "__main__":
-    from alignlab.train.sharding import close_process_group
-
     main(*sys.argv[1:4])
-    close_process_group()

@@ -47,7 +47,4 @@ def main(model_dir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    from alignlab.train.sharding import close_process_group
-
     main(*sys.argv[1:3])
-    close_process_group()

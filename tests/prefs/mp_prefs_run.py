@@ -24,4 +24,4 @@ def main(model: str, data: str, out: str, batch: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])  # no explicit close: the Trainer's exit hook destroys the group
+    main(*sys.argv[1:5])

@@ -98,7 +98,12 @@ def default_device() -> torch.device:
     if torch.cuda.is_available():
         from accelerate import PartialState
 
-        return PartialState().device
+        from alignlab.train.sharding import close_at_exit
+
+        state = PartialState()
+        if state.num_processes > 1:
+            close_at_exit()  # under `accelerate launch` this brought up a process group
+        return state.device
     mps = getattr(torch.backends, "mps", None)
     return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
 

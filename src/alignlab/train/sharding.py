@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,31 +143,19 @@ def prepare_deepspeed(accelerator: Accelerator, cfg: TrainSettings) -> None:
 
 
 def close_process_group() -> None:
-    """Leave torch.distributed cleanly at the end of a launched run: a process that exits with
-    its gloo/NCCL group alive can abort in the group's threads ("terminate called without an
-    active exception", exit -6) although its work is done. The barrier lets every process
-    finish its writes first. No-op without a group."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def _destroy_if_open() -> None:
+    """Leave torch.distributed cleanly: a process that exits with its gloo/NCCL group alive can
+    abort in the group's threads ("terminate called without an active exception", exit -6)
+    although its work is done. No barrier: at exit this process's collectives are done. No-op
+    without a group."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
-_exit_hook: list[bool] = []
-
-
+@functools.cache
 def close_at_exit() -> None:
-    """Destroy the process group when the interpreter exits (once per process), for code that
-    drives the Trainer from Python under `accelerate launch` rather than through the CLI (which
-    calls `close_process_group`). No barrier here: at exit this process's collectives are done."""
-    if not _exit_hook:
-        atexit.register(_destroy_if_open)
-        _exit_hook.append(True)
+    """Close the process group when the interpreter exits (registered once per process), called
+    where alignlab brings a group up: the Trainer's Accelerator and `default_device`'s
+    PartialState under `accelerate launch`, whether run from the CLI or from Python."""
+    atexit.register(close_process_group)
