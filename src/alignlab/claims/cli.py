@@ -47,27 +47,17 @@ def run_claims(out: str | Path, quick: bool = False, seeds: int = 3, rows: list[
     return written
 
 
-def _holds_measured_run(folder: Path) -> bool:
-    """Whether `folder` has the claims.json of a run that measured rows (a merge's names its sources)."""
-    import json
-
-    try:
-        return "sources" not in json.loads((folder / "claims.json").read_text())
-    except (OSError, ValueError):
-        return False
-
-
 def merge_claims(folders: list[str], out: str | Path, command: str = "") -> dict[str, Path]:
     """Combine finished runs' rows into one report under `out` (no row is measured again)."""
-    from alignlab.claims.merge import merge_runs
+    from alignlab.claims.merge import holds_measured_run, merge_runs
     from alignlab.claims.report import table_rows, write_all
     from alignlab.progress import print_table, say
 
-    outcomes, facts = merge_runs(folders)
     out = Path(out)
-    if _holds_measured_run(out):
+    if holds_measured_run(out):  # checked before reading the sources
         raise ConfigError(f"{out} holds a measured claims run (not a merge); merging into it would replace its "
                           "results: give another --out")
+    outcomes, facts = merge_runs(folders)
     written = write_all(outcomes, facts, command or f"alignlab claims --merge {' '.join(folders)} --out {out}", out)
     print_table("alignlab claims — merged runs", table_rows(outcomes))
     say(f"claims: {len(outcomes)} row(s) from {len(folders)} run(s) → {written['markdown']}, {written['json']}, report: {written['html']}")
@@ -107,12 +97,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         if a.seeds < 1:
             p.error("--seeds must be ≥ 1")
         out = a.out or ("runs/claims-quick" if a.quick else "runs/claims")
+        command = shlex.join(["alignlab", *getattr(a, "cli_argv", sys.argv[1:])])
         if a.merge:
             if a.rows or a.quick or a.rerun:
                 p.error("--merge combines finished runs; it takes no --rows, --quick or --rerun")
-            merge_claims(a.merge, out, command=shlex.join(["alignlab", *getattr(a, "cli_argv", sys.argv[1:])]))
+            merge_claims(a.merge, out, command=command)
             return 0
-        command = shlex.join(["alignlab", *getattr(a, "cli_argv", sys.argv[1:])])
         try:
             run_claims(out, a.quick, a.seeds, a.rows, command=command, data=a.data, rerun=a.rerun)
         except KeyboardInterrupt:  # the rows finished so far are in DIR/claims.json (partial)

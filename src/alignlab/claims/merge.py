@@ -12,17 +12,24 @@ from alignlab.claims.runner import RowOutcome, judge
 from alignlab.errors import ConfigError, DataError
 
 
-def read_run(folder: str | Path) -> dict[str, Any]:
-    """DIR/claims.json of a finished run; a clear DataError naming the file when absent or broken."""
-    path = Path(folder) / "claims.json"
-    if not path.is_file():
-        raise DataError(f"{path}: no claims.json here (give the --out folder of a finished `alignlab claims` run)")
+def load_run(path: Path) -> dict[str, Any]:
+    """The content of a claims.json at `path` (a run's, finished or not); a DataError naming the
+    file when it is not readable or not a claims run's."""
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{path}: not readable as claims JSON ({e})") from e
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise DataError(f"{path}: no 'rows' list — not the claims.json of an `alignlab claims` run")
+    return data
+
+
+def read_run(folder: str | Path) -> dict[str, Any]:
+    """DIR/claims.json of a finished run; a clear DataError naming the file when absent or broken."""
+    path = Path(folder) / "claims.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no claims.json here (give the --out folder of a finished `alignlab claims` run)")
+    data = load_run(path)
     if data.get("partial"):
         raise DataError(f"{path}: a partial run (it was still going or was stopped); rerun or wait for it to finish")
     return data
@@ -95,17 +102,25 @@ def earlier_rows(folder: str | Path, quick: bool, seeds: list[int]) -> dict[str,
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
-        rows = data["rows"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DataError(f"{path}: not readable as claims JSON ({e}); use another --out or remove the folder") from e
-    mode = lambda q: "quick" if q else "full"  # noqa: E731
+        data = load_run(path)
+    except DataError as e:
+        raise DataError(f"{e}; use another --out or remove the folder") from e
+    mode = {True: "quick", False: "full"}
     if bool(data.get("quick")) != quick or list(data.get("seeds") or []) != list(seeds):
-        raise ConfigError(f"{folder} holds a {mode(data.get('quick'))} claims run with seeds {data.get('seeds')}; this "
-                          f"one is {mode(quick)} with seeds {list(seeds)}: use another --out (or remove that folder)")
+        raise ConfigError(f"{folder} holds a {mode[bool(data.get('quick'))]} claims run with seeds {data.get('seeds')}; "
+                          f"this one is {mode[quick]} with seeds {list(seeds)}: use another --out (or remove that folder)")
     out = {}
-    for d in rows:
+    for d in data["rows"]:
         o = outcome_from_dict(d, str(path))
         if not o.error and len(o.seeds) == len(seeds):  # a failed or unmeasured row is measured again
             out[o.row.key] = o
     return out
+
+
+def holds_measured_run(folder: str | Path) -> bool:
+    """Whether `folder` has the claims.json of a run that measured rows (a merge's names its sources)."""
+    path = Path(folder) / "claims.json"
+    try:
+        return path.is_file() and "sources" not in load_run(path)
+    except DataError:
+        return False
