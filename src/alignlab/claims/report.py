@@ -72,17 +72,38 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str, figures: dict[str, list[Path]],
-             out: Path) -> str:
-    """CLAIMS.md: how it was run, the rule, the table, then one section per row."""
-    from alignlab.claims.registry import BUILT_IN, model_of
-
+def settings_text(outcomes: Sequence[RowOutcome], facts: dict[str, Any]) -> str:
+    """'full' / 'quick (…)', with what a partial or resumed run must say about its rows."""
     mode = "quick (a smoke test: too small to read as evidence)" if facts["quick"] else "full"
     if facts.get("partial"):
         mode += f"; PARTIAL: {len(outcomes)} row(s) done so far, the run goes on"
     if facts.get("reused"):
         mode += (f"; rows {', '.join(facts['reused'])} taken from the earlier run in this folder (not measured again; "
                  "their times and loads are that run's)")
+    return mode
+
+
+def source_line(src: dict[str, Any]) -> str:
+    """One source run of a merge: its command, the rows taken from it (and those a later run
+    replaced), its wall time and load."""
+    replaced = f" (its {', '.join(src['replaced'])} taken from a later run)" if src.get("replaced") else ""
+    return (f"`{src['command']}` — rows {', '.join(src['rows']) or 'none'}{replaced}; "
+            f"{float(src['seconds'] or 0) / 60:.1f} min, load average {src['load_average_start']} → "
+            f"{src['load_average_end']}")
+
+
+def shown_keys(o: RowOutcome) -> list[str]:
+    """The numbers a row's section shows: its tests', then its extra keys, those with an interval."""
+    tests = [t.key for t in o.row.tests]
+    return [k for k in tests + [k for k in o.row.extra_keys if k not in tests] if k in o.intervals]
+
+
+def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str, figures: dict[str, list[Path]],
+             out: Path) -> str:
+    """CLAIMS.md: how it was run, the rule, the table, then one section per row."""
+    from alignlab.claims.registry import BUILT_IN, model_of
+
+    mode = settings_text(outcomes, facts)
     marks = list(dict.fromkeys(model_of(o.row.key) for o in outcomes)) or [BUILT_IN]
     where = " and ".join("the built-in test world" if m == BUILT_IN else m for m in marks)
     lines = [f"# Seed papers' claims, re-measured on {where}", "",
@@ -93,10 +114,7 @@ def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str
     if facts.get("sources"):  # a merged report (`alignlab claims --merge`): where each row was measured
         lines += ["Merged from these runs (wall time = the rows' own times added up; each row re-judged from its "
                   "per-seed numbers):", ""]
-        lines += [f"- `{src['command']}` — rows {', '.join(src['rows']) or 'none'}"
-                  + (f" (its {', '.join(src['replaced'])} taken from a later run)" if src.get("replaced") else "")
-                  + f"; {float(src['seconds'] or 0) / 60:.1f} min, "
-                  f"load average {src['load_average_start']} → {src['load_average_end']}" for src in facts["sources"]]
+        lines += [f"- {source_line(src)}" for src in facts["sources"]]
         lines.append("")
     lines += [f"Intervals: {INTERVAL}.", "", f"Verdict rule: {RULE}", "",
              "| paper | model | claim | our measurement (mean [95 % interval]) | verdict |", "|---|---|---|---|---|"]
@@ -108,8 +126,7 @@ def markdown(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str
                   f"Verdict: **{o.verdict}** ({o.reason}); {o.seconds / 60:.1f} min.  "]
         lines += [f"Reading: {o.summary}."] if o.summary else []
         lines.append("")
-        keys = [t.key for t in o.row.tests] + [k for k in o.row.extra_keys if k not in {t.key for t in o.row.tests}]
-        keys = [k for k in keys if k in o.intervals]
+        keys = shown_keys(o)
         if keys:
             lines += ["| number | " + " | ".join(f"seed {s}" for s in o.seeds) + " | mean [95 % interval] |",
                       "|---|" + "---|" * (len(o.seeds) + 1)]
@@ -139,25 +156,20 @@ def html_page(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: st
     from alignlab.claims.registry import model_of
     from alignlab.report import Section, render_page
 
-    mode = "quick (a smoke test, not evidence)" if facts["quick"] else "full"
     counts = {v: sum(o.verdict == v for o in outcomes) for v in ("reproduced", "partly", "not", "untestable here")}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    sources = [f"`{src['command']}` — rows {', '.join(src['rows']) or 'none'}; {float(src['seconds'] or 0) / 60:.1f} "
-               f"min, load average {src['load_average_start']} → {src['load_average_end']}"
-               for src in facts.get("sources") or []]
     top = Section(title="Claims", verdict=f"{len(outcomes)} claims: {summary}." + (
                       " Partial: the run is still going or was stopped." if facts.get("partial") else ""),
                   tables={" ": table_rows(outcomes)},
                   cell_class=verdict_class, full_tables=True,
-                  notes=[f"Command: {command}", f"Settings: {mode}; seeds {facts['seeds']}; wall time "
+                  notes=[f"Command: {command}", f"Settings: {settings_text(outcomes, facts)}; seeds {facts['seeds']}; wall time "
                          f"{facts['seconds'] / 60:.1f} min; load average at start {facts['load_average_start']}, at end "
                          f"{facts['load_average_end']}; {facts['cpu_count']} CPUs.", f"Intervals: {INTERVAL}.",
-                         f"Verdict rule: {RULE}", *(f"Merged from: {x}" for x in sources)])
+                         f"Verdict rule: {RULE}", *(f"Merged from: {source_line(x)}" for x in facts.get("sources") or [])])
     sections = [top]
     for o in outcomes:
-        keys = [t.key for t in o.row.tests] + [k for k in o.row.extra_keys if k not in {t.key for t in o.row.tests}]
         rows = [{"number": k, **{f"seed {s}": r.numbers[k] for s, r in zip(o.seeds, o.results)},
-                 "mean [95 % interval]": o.intervals[k].text(4)} for k in keys if k in o.intervals]
+                 "mean [95 % interval]": o.intervals[k].text(4)} for k in shown_keys(o)]
         notes = [f"Claim: {o.row.claim}.", f"Setup: {o.row.setup}."] + ([f"Reading: {o.summary}."] if o.summary else [])
         notes += [f"seed {s}: {r.note}" for s, r in zip(o.seeds, o.results) if r.note]
         notes += [f"Error: {o.error}"] if o.error else []
@@ -166,7 +178,7 @@ def html_page(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: st
                                 tables={"per seed": rows}, figures=figures.get(o.row.key, []), notes=notes))
     anchors = ["claims"] + [o.row.key for o in outcomes]
     return render_page("alignlab claims — seed papers' headline claims", sections, anchors=anchors,
-                       subtitle=f"{mode}; written {time.strftime('%Y-%m-%d %H:%M')}")
+                       subtitle=f"{'quick' if facts['quick'] else 'full'}; written {time.strftime('%Y-%m-%d %H:%M')}")
 
 
 def write_all(outcomes: Sequence[RowOutcome], facts: dict[str, Any], command: str, out: Path) -> dict[str, Path]:
