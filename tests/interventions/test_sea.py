@@ -95,7 +95,7 @@ def test_a_shared_mean_direction_makes_the_uncentred_edit_an_identity_and_says_s
     flat = sea.fit_from_activations(acts, 0.9, 0.9)
     e = flat.edits[site]
     assert (e.k_pos, e.k_neg) == (1, 1) and e.strength < sea.WEAK_EDIT
-    assert flat.weak_sites() == [(site, e.strength)]
+    assert flat.weak_sites() == [(site, e.strength)] and flat.strength == e.strength
     centred = sea.fit_from_activations(acts, 0.9, 0.9, center=True)
     assert centred.edits[site].strength > sea.WEAK_EDIT and centred.weak_sites() == []
 

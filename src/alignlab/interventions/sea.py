@@ -194,6 +194,11 @@ class SEAEditor:
 
         return fn
 
+    @property
+    def strength(self) -> float:
+        """The largest site's `edit_strength`: how far the editor as a whole moves activations."""
+        return max(e.strength for e in self.edits.values())
+
     def weak_sites(self, threshold: float = WEAK_EDIT) -> list[tuple[Site, float]]:
         """(site, strength) of the edits that move activations by less than `threshold` (≈ identity)."""
         return [(s, e.strength) for s, e in self.edits.items() if e.strength < threshold]

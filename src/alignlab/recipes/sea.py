@@ -80,10 +80,11 @@ def run(cfg: SEAConfig) -> RunResult:
     for s, e in editor.edits.items():
         run_dir.log({"site": str(s), "k_pos": e.k_pos, "k_neg": e.k_neg, "edit_size": e.strength})
     metrics: dict[str, Any] = {"sites": " ".join(str(s) for s in editor.edits), "feature": editor.feature,
-                               "edit_size": max(e.strength for e in editor.edits.values())}
+                               "edit_size": editor.strength}
     notes = [f"Editor: {cfg.editor or run_dir.path / 'editor'}. Items: {cfg.eval_data or 'none'}."]
     weak = editor.weak_sites()
-    if len(weak) == len(editor.edits):
+    all_weak = len(weak) == len(editor.edits)
+    if all_weak:
         notes.append(weak_edit_note(weak, editor.k_pos, editor.k_neg))
         say(f"warning: {notes[-1]}")
     if mc is not None:
@@ -98,7 +99,7 @@ def run(cfg: SEAConfig) -> RunResult:
     run_dir.log(metrics)
     write_report(run_dir.path, f"SEA ({cfg.mode})", curve_keys=(),
                  tables={"multiple choice": mc_rows(run_dir.metrics()), "edited sites": site_rows(run_dir.metrics())},
-                 notes=notes, verdict=sea_verdict(metrics, weak_all=len(weak) == len(editor.edits)))
+                 notes=notes, verdict=sea_verdict(metrics, weak_all=all_weak))
     return RunResult(run_dir.path, metrics, run_dir.path / "editor" if cfg.mode == "fit" else None)
 
 

@@ -71,7 +71,6 @@ def _bias(ctx: RowContext, seed: int, size: Sizes) -> dict[str, float]:
     acts = sea.collect(model, tok, bias_demos(w, size.bias_demos, 1_000 + seed),
                        [Site("resid", ly) for ly in range(num_layers(model))])
     editor = sea.fit_from_activations(sea.top_sites(acts, 1)[0], 0.9999, 0.9999, "none")
-    strength = max(e.strength for e in editor.edits.values())
     questions = bias_questions(w, size.bias_questions, 2_000 + seed)
     before = evaluate_bias(model, tok, questions, prompt_fn=bias_prompt, average=True)
     with editor.apply(model):
@@ -79,7 +78,7 @@ def _bias(ctx: RowContext, seed: int, size: Sizes) -> dict[str, float]:
     return {"bias_ambig_before": before["bias_score_ambig"], "bias_ambig_after": after["bias_score_ambig"],
             "abs_bias_change": abs(after["bias_score_ambig"]) - abs(before["bias_score_ambig"]),
             "bias_accuracy_before": before["accuracy"], "bias_accuracy_after": after["accuracy"],
-            "unknown_rate_before": before["unknown_rate"], "bias_edit_size": strength}
+            "unknown_rate_before": before["unknown_rate"], "bias_edit_size": editor.strength}
 
 
 def measure(ctx: RowContext, seed: int) -> SeedResult:

@@ -71,7 +71,7 @@ def _truthfulness(model, tok, path, size: Sizes, seed: int) -> tuple[dict[str, f
     return {"mc1_before": before["mc1"], "mc1_after": after["mc1"], "mc2_before": before["mc2"],
             "mc2_after": after["mc2"], "mc1_gain": after["mc1"] - before["mc1"],
             "mc2_gain": after["mc2"] - before["mc2"],
-            "truth_edit_size": max(e.strength for e in editor.edits.values())}, sites
+            "truth_edit_size": editor.strength}, sites
 
 
 def _bias(model, tok, folder, size: Sizes, seed: int) -> tuple[dict[str, float], list]:
@@ -97,7 +97,7 @@ def _bias(model, tok, folder, size: Sizes, seed: int) -> tuple[dict[str, float],
             "bias_disambig_after": after.get("bias_score_disambig", math.nan),
             "bias_accuracy_before": before["accuracy"], "bias_accuracy_after": after["accuracy"],
             "unknown_rate_before": before["unknown_rate"],
-            "bias_edit_size": max(e.strength for e in editor.edits.values())}, sites
+            "bias_edit_size": editor.strength}, sites
 
 
 def measure(ctx: RowContext, seed: int) -> SeedResult:
