@@ -220,7 +220,5 @@ def _fmt(v: Any) -> str:
 def print_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
     """Print a summary table to stdout; piped to a file or a log it is not cut to 80 columns
     (rich's width without a terminal), so every figure stays readable there."""
-    import sys
-
-    wide = None if sys.stdout.isatty() else 250
+    wide = None if is_terminal(sys.stdout) else 250
     Console(width=wide).print(summary_table(title, rows, columns))

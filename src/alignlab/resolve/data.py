@@ -198,11 +198,9 @@ def code_problems(spec: str, eval_spec: str = "", heldout_every: int = 5, key: s
     if spec in CODE or spec == CODE_HARD:
         world = _world()
         if spec == CODE_HARD:
-            import random
+            from alignlab.testbed.code import heldout_split
 
-            from alignlab.testbed.code import heldout_split, make_digit_exercises
-
-            train_ex, held_ex = heldout_split(make_digit_exercises(random.Random(world.cfg.seed + 3)))
+            train_ex, held_ex = heldout_split(world.digit_code_exercises)
         else:
             train_ex, held_ex = world.train_code, world.heldout_code
         train = [pak.Problem.from_dict(e.as_humaneval(), e.task_id) for e in train_ex]

@@ -15,7 +15,7 @@ from typing import Any
 
 from alignlab.testbed import instructions as ins
 from alignlab.testbed import lexicon as lx
-from alignlab.testbed.code import CodeExercise, heldout_split, make_exercises
+from alignlab.testbed.code import CodeExercise, heldout_split, make_digit_exercises, make_exercises
 from alignlab.testbed.dialogues import make_trees
 
 WORLD_VERSION = "2"
@@ -298,6 +298,12 @@ class World:
     @cached_property
     def code_exercises(self) -> list[CodeExercise]:
         return make_exercises(random.Random(self.cfg.seed + 3))
+
+    @cached_property
+    def digit_code_exercises(self) -> list[CodeExercise]:
+        """The same families with digit constants (`testbed:hard`), never in the corpus; same seed
+        as `code_exercises`, so the same test inputs."""
+        return make_digit_exercises(random.Random(self.cfg.seed + 3))
 
     def code_doc(self, rng: random.Random) -> str:
         ex = rng.choice(self.train_code)
