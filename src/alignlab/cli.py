@@ -127,5 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The `alignlab` command (console script and `python -m alignlab.cli`): `main`, then exit
+    with its code; a process of a multi-process run leaves through `sharding.leave`."""
+    code = main()
+    if "torch" in sys.modules:  # a run that never imported torch has no process group
+        from alignlab.train import sharding
+
+        if sharding.group_is_up():
+            sharding.leave(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -49,7 +49,8 @@ def launch(out: Path, batch: int, world: int, *extra: str, env: dict[str, str] |
     import subprocess
 
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "RANK", "WORLD_SIZE", "LOCAL_"))}
-    base.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **(env or {}))
+    base.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONFAULTHANDLER="1",
+                **(env or {}))  # faulthandler: an abort shows every thread's Python stack
     if world > 1:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -135,4 +136,7 @@ def main(out: str, batch: str, deepspeed_stage: str = "") -> None:
 
 
 if __name__ == "__main__":
+    from alignlab.train.sharding import leave
+
     main(*sys.argv[1:4])
+    leave(0)  # as the alignlab command ends a process of a multi-process run

@@ -85,3 +85,28 @@ def test_one_plain_process_resumes_a_sharded_checkpoint(runs, tmp_path):
     assert trainer.resumed_at == 2 and not trainer.sharded
     trained = {n: p.detach() for n, p in trainer.unwrapped.state_dict().items()}
     RUN.assert_close(trained, load_file(str(two / "run" / "final" / "model.safetensors")), 1e-4)
+
+
+def test_leave_runs_the_exit_hooks_flushes_and_exits_with_the_code(tmp_path):
+    """`sharding.leave` (how a process of a multi-process run ends): what a normal exit would
+    write is written — exit hooks, buffered stdout, logging handlers — and the code is kept."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "leaver.py"
+    script.write_text(
+        "import atexit, logging, pathlib, sys\n"
+        "from alignlab.train.sharding import leave\n"
+        f"out = pathlib.Path({str(tmp_path)!r})\n"
+        "atexit.register(lambda: (out / 'hook.txt').write_text('ran'))\n"
+        "logging.basicConfig(filename=out / 'log.txt', level=logging.INFO)\n"
+        "logging.info('logged line')\n"
+        "print('buffered line', end='')\n"  # stdout is a file: block-buffered, not yet written
+        "leave(3)\n"
+        "print('never')\n")
+    with open(tmp_path / "stdout.txt", "w") as stdout:
+        proc = subprocess.run([sys.executable, str(script)], stdout=stdout, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 3, proc.stderr
+    assert (tmp_path / "hook.txt").read_text() == "ran"
+    assert (tmp_path / "stdout.txt").read_text() == "buffered line"
+    assert "logged line" in (tmp_path / "log.txt").read_text()

@@ -47,4 +47,7 @@ def main(model_dir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
+    from alignlab.train.sharding import leave
+
     main(*sys.argv[1:3])
+    leave(0)  # as the alignlab command ends a process of a multi-process run

@@ -24,4 +24,7 @@ def main(model: str, data: str, out: str, batch: str) -> None:
 
 
 if __name__ == "__main__":
+    from alignlab.train.sharding import leave
+
     main(*sys.argv[1:5])
+    leave(0)  # as the alignlab command ends a process of a multi-process run

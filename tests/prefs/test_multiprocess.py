@@ -35,7 +35,7 @@ def test_two_processes_match_one_with_double_batch(tiny_dir, ranking_file, tmp_p
     data = tmp_path / "small.jsonl"
     data.write_text("".join(ranking_file.read_text().splitlines(keepends=True)[:32]))
     env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
-    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONFAULTHANDLER="1")
     launcher = str(Path(sys.executable).parent / "accelerate")
     # On a machine without GPUs, --multi_gpu only selects the torch.distributed launcher; the
     # Trainer's Accelerator sees no GPU and joins the processes over gloo on CPU.
@@ -66,7 +66,7 @@ def test_reference_pass_has_equal_batches_per_process(tiny_dir, tmp_path):
     """5 pairs over 2 processes in batches of 2: shares 3 and 2 pairs would be 2 and 1 batches
     (a deadlock under a sharded model); padded shares run 2 batches each, same log-probs as 1 process."""
     env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
-    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONFAULTHANDLER="1")
     launcher = str(Path(sys.executable).parent / "accelerate")
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", _free_port(),

@@ -13,7 +13,7 @@ import atexit
 import contextlib
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from accelerate import Accelerator
@@ -142,11 +142,16 @@ def prepare_deepspeed(accelerator: Accelerator, cfg: TrainSettings) -> None:
     accelerator.gradient_accumulation_steps = cfg.grad_accum
 
 
+def group_is_up() -> bool:
+    """True when this process belongs to a torch.distributed group of more than one process."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def close_process_group() -> None:
-    """Leave torch.distributed cleanly: a process that exits with its gloo/NCCL group alive can
-    abort in the group's threads ("terminate called without an active exception", exit -6)
-    although its work is done. No barrier: at exit this process's collectives are done. No-op
-    without a group."""
+    """Leave torch.distributed: destroy the group, no barrier (at exit this process's
+    collectives are done). No-op without a group. Destroying is not always enough: see `leave`."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -159,3 +164,24 @@ def close_at_exit() -> None:
     where alignlab brings a group up: the Trainer's Accelerator and `default_device`'s
     PartialState under `accelerate launch`, whether run from the CLI or from Python."""
     atexit.register(close_process_group)
+
+
+def leave(code: int = 0) -> NoReturn:
+    """End a multi-process run's process: run the exit hooks (they close the group), flush, and
+    exit without interpreter teardown.
+
+    Why: a group that FSDP2 or DDP used outlives `destroy_process_group` (their DTensor caches and
+    reducers keep it), so its gloo / TCPStore threads are still running while the interpreter is
+    torn down, and that aborts at random ("terminate called without an active exception",
+    exit -6) after all work is written. The `alignlab` command ends this way whenever a group is
+    up; a script of your own under `accelerate launch` can end with `leave()` too."""
+    import logging
+    import os
+    import sys
+
+    atexit._run_exitfuncs()  # what a normal exit would run: trackers, close_process_group, ...
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
