@@ -111,11 +111,14 @@ def test_resumed_run_repeats_the_uninterrupted_one(tiny_dir, tmp_path, scripted_
 @pytest.mark.slow
 def test_distilling_a_teacher_that_solves_its_exercises_lifts_held_out_pass_at_k(tiny_dir, tmp_path, monkeypatch):
     _script_teacher(monkeypatch, wrong=False)
-    cfg = tiny_cfg(tiny_dir, tmp_path / "run", rounds=4, exercises_per_round=16, student_samples=2, teacher_samples=1)
+    cfg = tiny_cfg(tiny_dir, tmp_path / "run", rounds=6, exercises_per_round=16, student_samples=2, teacher_samples=1)
     cfg.epochs, cfg.train.lr, cfg.train.batch_size, cfg.generation.max_new_tokens = 4, 3e-3, 8, 16
     cfg.curriculum.probe, cfg.eval.teacher, cfg.eval.every, cfg.eval.limit = False, False, 0, 0
     cfg.eval.n, cfg.eval.ks = 4, [1, 4]
-    m = akd.run(cfg).metrics  # measured (seed 0): pass@1 0.00 → 0.33, pass@4 0.00 → 0.53 on the 15 held-out problems
+    # 6 rounds, not 4: after 4 the lift depended on the CPU's float rounding (seed 0 reached pass@1
+    # 0.33 on one machine, 0.13 on an AMD EPYC one). After 6, measured on that EPYC, seeds 0/1/2:
+    # pass@1 0.00 → 0.43 / 0.53 / 0.40, pass@4 0.00 → 0.67 / 0.73 / 0.60 on the 15 held-out problems.
+    m = akd.run(cfg).metrics
     assert m["student_pass@1_after"] >= m["student_pass@1_before"] + 0.15
     assert m["student_pass@4_after"] >= m["student_pass@4_before"] + 0.3
 

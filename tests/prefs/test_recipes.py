@@ -89,8 +89,11 @@ def test_preference_training_beats_its_start(tiny_dir, ranking_file, tmp_path, l
 
     cfg = load_config(PrefsConfig, None, [f"model.name_or_path={tiny_dir}", f"data={ranking_file}", f"preference.loss={loss}",
                                           f"output_dir={tmp_path / loss}", "train.max_steps=30", "train.lr=2e-3",
-                                          "train.batch_size=16", "preference.beta=0.1", "eval_fraction=0.1",
+                                          "train.batch_size=16", "preference.beta=0.3", "eval_fraction=0.1",
                                           "pairs=best_vs_worst", "max_prompt_length=48", *COMMON])
+    # β 0.3, not 0.1: at 0.1 DPO's gold lift on one machine was -0.01 / +0.49 / +0.07 over seeds 0/1/2
+    # (float rounding differs by CPU). At 0.3, measured on that machine (AMD EPYC), seeds 0/1/2:
+    # gold +0.005 → DPO 0.89 / 0.61 / 0.51, Cal-DPO 0.33 / 0.38 / 0.28.
     res = run(cfg)
     m = res.metrics
     assert m["eval_accuracy_before"] == 0.5  # policy == reference: every implicit reward is 0

@@ -68,8 +68,11 @@ def test_fast_packed_forward_equals_the_transformers_forward(models, name, monke
     def err(grads: dict[str, torch.Tensor], n: str) -> float:
         return float((grads[n].double() - exact[2][n]).norm() / exact[2][n].norm().clamp_min(1e-12))
 
-    for n in fast[2]:  # fp32 gradients as close to the float64 ones as transformers' own fp32 gradients
-        assert err(fast[2], n) <= 1.5 * err(slow[2], n) + 1e-6, (n, err(fast[2], n), err(slow[2], n))
+    # fp32 gradients as close to the float64 ones as transformers' own fp32 gradients, up to fp32
+    # rounding: which of the two sums rounds better differs by CPU (fast 9e-6 vs 5e-6 on an AMD EPYC
+    # for one LoRA matrix); a wrong mask or position gives errors of 1e-2 and more.
+    for n in fast[2]:
+        assert err(fast[2], n) <= 2 * err(slow[2], n) + 1e-5, (n, err(fast[2], n), err(slow[2], n))
 
 
 def test_models_the_fast_forward_cannot_reproduce_are_named(models, tiny_dir):
