@@ -170,9 +170,9 @@ def leave(code: int = 0) -> NoReturn:
     """End a multi-process run's process: run the exit hooks (they close the group), flush, and
     exit without interpreter teardown.
 
-    Why: a group that FSDP2 or DDP used outlives `destroy_process_group` (their DTensor caches and
-    reducers keep it), so its gloo / TCPStore threads are still running while the interpreter is
-    torn down, and that aborts at random ("terminate called without an active exception",
+    Why: a group that FSDP2 or DDP used outlives `destroy_process_group` (measured: its gloo threads
+    still run after destroy + gc with the model gone; something inside torch keeps the group), so
+    they are still running while the interpreter is torn down, and that aborts at random ("terminate called without an active exception",
     exit -6) after all work is written. The `alignlab` command ends this way whenever a group is
     up; a script of your own under `accelerate launch` can end with `leave()` too."""
     import logging
